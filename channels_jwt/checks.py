@@ -1,0 +1,435 @@
+"""System checks for ``CHANNELS_JWT`` (``channels_jwt.E0xx``, ``W0xx``, ``I0xx``).
+
+:func:`check_settings` is the one place configuration is validated: ``manage.py check`` runs
+it over the project settings, and the middleware runs it over its effective settings (with
+any per-instance overrides) before the first handshake, refusing to authenticate anyone with
+an unusable configuration.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core import checks
+from django.core.exceptions import FieldDoesNotExist
+
+from channels_jwt.conf import DEFAULTS, Settings
+from channels_jwt.conf import settings as project_settings
+from channels_jwt.exceptions import REASONS, CloseCode
+from channels_jwt.extract import SOURCES
+from channels_jwt.keys import (
+    HMAC_KEY_BYTES,
+    SUPPORTED_ALGORITHMS,
+    UnusableKey,
+    VerifyingKeys,
+    is_hmac,
+    key_fits,
+    load_private_key,
+)
+
+MAX_LEEWAY_SECONDS = 60
+MAX_TOKEN_BYTES_LIMIT = 65536
+REJECT_MODES = ("close", "deny")
+_SUBPROTOCOL_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+Message = checks.CheckMessage
+
+
+def _error(number: int, msg: str, hint: str) -> Message:
+    return checks.Error(msg, hint=hint, id=f"channels_jwt.E{number:03d}")
+
+
+def check_settings(settings: Settings) -> list[Message]:
+    """Validate one effective configuration; return every problem found."""
+    configured = {**settings.configured(), **settings.overrides}
+    raw = getattr(django_settings, "CHANNELS_JWT", {})
+    if not isinstance(raw, dict):
+        return [
+            _error(
+                1,
+                "CHANNELS_JWT must be a dict.",
+                "Set CHANNELS_JWT = {...} with the keys you need, or remove it.",
+            )
+        ]
+    messages: list[Message] = []
+    messages += _unknown_keys(configured)
+    algorithms = _algorithms(settings.value("ALGORITHMS"), messages)
+    if algorithms:
+        messages += _keys(settings, algorithms)
+    messages += _numbers(settings)
+    messages += _sources(settings)
+    messages += _user_and_hooks(settings)
+    messages += _rejection(settings)
+    return messages
+
+
+def _unknown_keys(configured: dict[str, Any]) -> list[Message]:
+    messages: list[Message] = []
+    for key in configured:
+        if key not in DEFAULTS:
+            close = difflib.get_close_matches(str(key), DEFAULTS, n=1)
+            hint = f"Did you mean {close[0]!r}?" if close else "Remove it; it has no effect."
+            messages.append(
+                checks.Warning(
+                    f"CHANNELS_JWT has unknown key {key!r}.", hint=hint, id="channels_jwt.W001"
+                )
+            )
+    return messages
+
+
+def _algorithms(value: Any, messages: list[Message]) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        messages.append(
+            _error(
+                2,
+                "CHANNELS_JWT ALGORITHMS must be a non-empty list of algorithm names.",
+                'For example ["HS256"]. A string is not accepted: PyJWT would treat it as a '
+                "substring allowlist.",
+            )
+        )
+        return ()
+    names = tuple(value)
+    if any(isinstance(name, str) and name.lower() == "none" for name in names):
+        messages.append(
+            _error(
+                4,
+                'CHANNELS_JWT ALGORITHMS contains "none".',
+                "Unsigned tokens are never accepted; remove it.",
+            )
+        )
+        return ()
+    unknown = [name for name in names if name not in SUPPORTED_ALGORITHMS]
+    if unknown:
+        messages.append(
+            _error(
+                3,
+                f"CHANNELS_JWT ALGORITHMS has unsupported algorithms {unknown!r}.",
+                f"Use some of: {', '.join(sorted(SUPPORTED_ALGORITHMS))}.",
+            )
+        )
+        return ()
+    if len({is_hmac(name) for name in names}) > 1:
+        messages.append(
+            _error(
+                5,
+                "CHANNELS_JWT ALGORITHMS mixes HMAC and asymmetric algorithms.",
+                "Allow one family only (RFC 8725 section 3.1): either HS* or RS*/PS*/ES*/EdDSA.",
+            )
+        )
+        return ()
+    return names
+
+
+def _keys(settings: Settings, algorithms: tuple[str, ...]) -> list[Message]:
+    if is_hmac(algorithms[0]):
+        return _hmac_key(settings.value("SIGNING_KEY"), algorithms)
+    return _verifying_key(settings.value("VERIFYING_KEY"), algorithms) + _private_key(
+        settings.value("PRIVATE_KEY"), algorithms
+    )
+
+
+def _hmac_key(key: Any, algorithms: tuple[str, ...]) -> list[Message]:
+    if not key:
+        return [
+            _error(
+                6,
+                "CHANNELS_JWT has no SIGNING_KEY for its HMAC algorithms.",
+                "Set SIGNING_KEY to a random secret of at least 32 bytes "
+                "(secrets.token_urlsafe(64)), or configure simplejwt.",
+            )
+        ]
+    secret = key.encode() if isinstance(key, str) else key
+    needed = max(HMAC_KEY_BYTES[name] for name in algorithms)
+    messages: list[Message] = []
+    if len(secret) < needed:
+        messages.append(
+            _error(
+                7,
+                f"CHANNELS_JWT SIGNING_KEY is {len(secret)} bytes; {'/'.join(algorithms)} "
+                f"needs at least {needed}.",
+                "RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.",
+            )
+        )
+    if key == getattr(django_settings, "SECRET_KEY", None):
+        messages.append(
+            checks.Warning(
+                "CHANNELS_JWT SIGNING_KEY is the project's SECRET_KEY.",
+                hint="Use a separate random key for tokens, so one key does not serve two "
+                "purposes (sessions, password resets) and can be rotated on its own.",
+                id="channels_jwt.W002",
+            )
+        )
+    return messages
+
+
+def _verifying_key(value: Any, algorithms: tuple[str, ...]) -> list[Message]:
+    if not value:
+        return [
+            _error(
+                8,
+                "CHANNELS_JWT has no VERIFYING_KEY for its asymmetric algorithms.",
+                "Set VERIFYING_KEY to the issuer's PEM public key (or a list, or a "
+                "{kid: pem} map).",
+            )
+        ]
+    try:
+        keys = VerifyingKeys.parse(value)
+    except UnusableKey as exc:
+        text = str(exc)
+        if "private key" in text:
+            return [
+                _error(
+                    11,
+                    "CHANNELS_JWT VERIFYING_KEY is a private key.",
+                    "Verification needs only the public key; keep the private key out of the "
+                    "verifying configuration (use PRIVATE_KEY to sign with issue_token).",
+                )
+            ]
+        if "RSA key is" in text:
+            return [_rsa_too_small("VERIFYING_KEY", text)]
+        return [
+            _error(
+                9,
+                f"CHANNELS_JWT VERIFYING_KEY cannot be used: {text}.",
+                "Give PEM text (-----BEGIN PUBLIC KEY-----), a list of them, or a {kid: pem} map.",
+            )
+        ]
+    unfit = [
+        key
+        for key in (*keys.by_kid.values(), *keys.unnamed)
+        if not any(key_fits(name, key) for name in algorithms)
+    ]
+    if unfit:
+        return [
+            _error(
+                12,
+                "CHANNELS_JWT VERIFYING_KEY has a key that fits none of ALGORITHMS.",
+                "RS*/PS* need RSA keys, ES256/384/512 EC keys on P-256/384/521, EdDSA "
+                "Ed25519 or Ed448 keys.",
+            )
+        ]
+    return []
+
+
+def _rsa_too_small(name: str, text: str) -> Message:
+    return _error(
+        10,
+        f"CHANNELS_JWT {name}: {text}.",
+        "RFC 7518 section 3.3: RSA keys must be 2048 bits or larger.",
+    )
+
+
+def _private_key(value: Any, algorithms: tuple[str, ...]) -> list[Message]:
+    if value is None:
+        return []
+    try:
+        key = load_private_key(value)
+    except UnusableKey as exc:
+        if "RSA key is" in str(exc):
+            return [_rsa_too_small("PRIVATE_KEY", str(exc))]
+        return [
+            _error(
+                13,
+                f"CHANNELS_JWT PRIVATE_KEY cannot be used: {exc}.",
+                "Give an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----).",
+            )
+        ]
+    if not key_fits(algorithms[0], key):
+        return [
+            _error(
+                13,
+                f"CHANNELS_JWT PRIVATE_KEY does not fit {algorithms[0]}.",
+                "issue_token signs with the first algorithm of ALGORITHMS.",
+            )
+        ]
+    return []
+
+
+def _is_seconds(value: Any) -> bool:
+    if isinstance(value, timedelta):
+        return value.total_seconds() >= 0
+    return type(value) in (int, float) and value >= 0
+
+
+def _numbers(settings: Settings) -> list[Message]:
+    messages: list[Message] = []
+    leeway = settings.value("LEEWAY")
+    if not _is_seconds(leeway) or (settings.LEEWAY > MAX_LEEWAY_SECONDS):
+        messages.append(
+            _error(
+                14,
+                f"CHANNELS_JWT LEEWAY must be between 0 and {MAX_LEEWAY_SECONDS} seconds.",
+                "Clock skew between servers is seconds, not minutes (RFC 7519 section 4.1.4); "
+                "a large leeway extends every token's life.",
+            )
+        )
+    size = settings.value("MAX_TOKEN_BYTES")
+    if type(size) is not int or not 0 < size <= MAX_TOKEN_BYTES_LIMIT:
+        messages.append(
+            _error(
+                20,
+                f"CHANNELS_JWT MAX_TOKEN_BYTES must be an integer from 1 to "
+                f"{MAX_TOKEN_BYTES_LIMIT}.",
+                "The default, 8192, fits every realistic access token.",
+            )
+        )
+    for name in ("MAX_TOKEN_LIFETIME", "USER_CACHE_SECONDS"):
+        value = settings.value(name)
+        if value is not None and not _is_seconds(value):
+            messages.append(
+                _error(
+                    22,
+                    f"CHANNELS_JWT {name} must be a number of seconds or a timedelta.",
+                    f"For example {name!r}: 300.",
+                )
+            )
+    return messages
+
+
+def _sources(settings: Settings) -> list[Message]:
+    messages: list[Message] = []
+    sources = settings.value("TOKEN_SOURCES")
+    if isinstance(sources, str) or not isinstance(sources, list | tuple) or not sources:
+        sources = [sources]
+    unknown = [source for source in sources if source not in SOURCES]
+    if unknown:
+        messages.append(
+            _error(
+                15,
+                f"CHANNELS_JWT TOKEN_SOURCES has unknown sources {unknown!r}.",
+                f"Use a list of: {', '.join(SOURCES)}.",
+            )
+        )
+    if "cookie" in sources and not settings.value("COOKIE_NAME"):
+        messages.append(
+            _error(
+                16,
+                'CHANNELS_JWT TOKEN_SOURCES has "cookie" but COOKIE_NAME is not set.',
+                "Set COOKIE_NAME to the name of the cookie that holds the access token.",
+            )
+        )
+    if "query" in sources:
+        messages.append(
+            checks.Info(
+                "CHANNELS_JWT accepts tokens in the query string.",
+                hint="Query strings reach access logs (uvicorn logs them at INFO). Prefer the "
+                "subprotocol source, or attach channels_jwt.logs.RedactTokens to your "
+                "server's loggers.",
+                id="channels_jwt.I001",
+            )
+        )
+    for name in ("SUBPROTOCOL", "QUERY_PARAM", "HEADER_SCHEME"):
+        value = settings.value(name)
+        valid = isinstance(value, str) and bool(_SUBPROTOCOL_TOKEN.fullmatch(value))
+        if not valid:
+            messages.append(
+                _error(
+                    24,
+                    f"CHANNELS_JWT {name} must be a non-empty token (letters, digits, -._~ ...).",
+                    "RFC 6455 and RFC 7230 token characters only: no spaces, commas or quotes.",
+                )
+            )
+    return messages
+
+
+def _user_and_hooks(settings: Settings) -> list[Message]:
+    messages: list[Message] = []
+    for name in ("USER_RESOLVER", "REVOCATION_CHECK"):
+        try:
+            value = getattr(settings, name)
+        except ImportError as exc:
+            value, problem = None, f"cannot be imported ({exc})"
+        else:
+            problem = "" if value is None or callable(value) else "is not callable"
+        if name == "USER_RESOLVER" and value is None and not problem:
+            problem = "is not set"
+        if problem:
+            messages.append(
+                _error(
+                    17,
+                    f"CHANNELS_JWT {name} {problem}.",
+                    "Give a dotted path to, or the object of, an async def (claims, scope) "
+                    "function (REVOCATION_CHECK: async def (claims) -> bool).",
+                )
+            )
+    types = settings.value("TOKEN_TYPES")
+    if settings.value("TOKEN_TYPE_CLAIM") is not None and not types:
+        messages.append(
+            _error(
+                23,
+                "CHANNELS_JWT TOKEN_TYPES is empty while TOKEN_TYPE_CLAIM is set.",
+                'List the accepted types (["access"]) or set TOKEN_TYPE_CLAIM to None.',
+            )
+        )
+    messages += _user_id_field(settings.value("USER_ID_FIELD"))
+    return messages
+
+
+def _user_id_field(field_name: Any) -> list[Message]:
+    from django.contrib.auth import get_user_model
+
+    user_model = get_user_model()
+    try:
+        user_model._meta.get_field(field_name)
+    except (FieldDoesNotExist, TypeError):
+        return [
+            _error(
+                21,
+                f"CHANNELS_JWT USER_ID_FIELD {field_name!r} is not a field of "
+                f"{user_model._meta.label}.",
+                'Name a unique field of the user model, e.g. "id" or "username".',
+            )
+        ]
+    return []
+
+
+def _rejection(settings: Settings) -> list[Message]:
+    messages: list[Message] = []
+    if settings.value("REJECT_MODE") not in REJECT_MODES:
+        messages.append(
+            _error(
+                18,
+                f"CHANNELS_JWT REJECT_MODE must be one of {REJECT_MODES}.",
+                '"close" lets browsers see the close code; "deny" refuses the upgrade.',
+            )
+        )
+    overrides = settings.value("CLOSE_CODES")
+    reasons = REASONS
+    bad = (
+        ["CLOSE_CODES"]
+        if not isinstance(overrides, dict)
+        else [
+            str(reason)
+            for reason, code in overrides.items()
+            if reason not in reasons or type(code) is not int or not 3000 <= code <= 4999
+        ]
+    )
+    if bad:
+        messages.append(
+            _error(
+                19,
+                f"CHANNELS_JWT CLOSE_CODES has invalid entries {bad!r}.",
+                f"Map reasons ({', '.join(sorted(reasons))}) to codes from 3000 to 4999 "
+                f"(daphne refuses others). Defaults: {', '.join(str(c.value) for c in CloseCode)}.",
+            )
+        )
+    return messages
+
+
+def serious(messages: Iterable[Message]) -> list[Message]:
+    """The messages that make a configuration unusable."""
+    return [message for message in messages if message.is_serious()]
+
+
+def check_project_settings(app_configs: Any = None, **kwargs: Any) -> list[Message]:
+    """The registered system check: validates the project-wide ``CHANNELS_JWT``."""
+    return check_settings(project_settings)
+
+
+def register() -> Callable[..., list[Message]]:
+    """Register :func:`check_project_settings` with Django's check framework."""
+    return checks.register(checks.Tags.security)(check_project_settings)

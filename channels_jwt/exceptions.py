@@ -1,0 +1,110 @@
+"""Close codes and the exception tree.
+
+Every failure the middleware can report is a :class:`ChannelsJWTError`. Failures caused by the
+credential or the user are :class:`AuthenticationFailed` subclasses; failures of the
+infrastructure (keys, user lookup) sit directly under the root, so ``except
+AuthenticationFailed`` never swallows an outage. Each class carries the close code and the
+reason string the client receives.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes sent when authentication fails ("4000 + HTTP status")."""
+
+    TOKEN_MALFORMED = 4400
+    UNAUTHENTICATED = 4401
+    USER_REJECTED = 4403
+    RATE_LIMITED = 4429
+    TOKEN_EXPIRED = 4440
+    TOKEN_REVOKED = 4441
+    AUTH_UNAVAILABLE = 4503
+
+
+#: Every reason string a connection can be closed with (the keys ``CLOSE_CODES`` accepts).
+REASONS = frozenset(
+    {
+        "token_malformed",
+        "token_missing",
+        "token_invalid",
+        "user_rejected",
+        "rate_limited",
+        "token_expired",
+        "token_revoked",
+        "auth_unavailable",
+    }
+)
+
+
+class ChannelsJWTError(Exception):
+    """Root of every error raised by channels_jwt.
+
+    ``close_code`` and ``reason`` say what the client is told. The message (``str(exc)``) is a
+    short description for server logs; it never contains the token.
+    """
+
+    close_code: CloseCode = CloseCode.AUTH_UNAVAILABLE
+    reason: str = "auth_unavailable"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.reason)
+
+
+class AuthenticationFailed(ChannelsJWTError):
+    """The credential or the user it names was rejected."""
+
+    close_code = CloseCode.UNAUTHENTICATED
+    reason = "token_invalid"
+
+
+class TokenMissing(AuthenticationFailed):
+    """No credential was presented (and anonymous connections are not allowed)."""
+
+    close_code = CloseCode.UNAUTHENTICATED
+    reason = "token_missing"
+
+
+class TokenMalformed(AuthenticationFailed):
+    """The credential is not a compact JWS, is too large, or is ambiguous."""
+
+    close_code = CloseCode.TOKEN_MALFORMED
+    reason = "token_malformed"
+
+
+class TokenInvalid(AuthenticationFailed):
+    """Bad signature, algorithm, key, claims or token type."""
+
+    close_code = CloseCode.UNAUTHENTICATED
+    reason = "token_invalid"
+
+
+class TokenExpired(AuthenticationFailed):
+    """The token's ``exp`` (plus leeway) has passed."""
+
+    close_code = CloseCode.TOKEN_EXPIRED
+    reason = "token_expired"
+
+
+class TokenRevoked(AuthenticationFailed):
+    """The token (by ``jti``) or its user was revoked."""
+
+    close_code = CloseCode.TOKEN_REVOKED
+    reason = "token_revoked"
+
+
+class UserRejected(AuthenticationFailed):
+    """The user does not exist or is inactive (one answer for both: no enumeration oracle)."""
+
+    close_code = CloseCode.USER_REJECTED
+    reason = "user_rejected"
+
+
+class KeyUnavailable(ChannelsJWTError):
+    """No verification key could be obtained (for example the JWKS endpoint is down)."""
+
+
+class ResolverError(ChannelsJWTError):
+    """The user lookup failed for a reason other than the user (for example the DB is down)."""

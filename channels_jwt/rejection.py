@@ -1,0 +1,119 @@
+"""Tell the client why its connection was refused, and log it once.
+
+``REJECT_MODE="close"`` completes the upgrade and closes at once with the code, which is the
+only way a browser ever sees a code. ``"deny"`` refuses the upgrade: with an HTTP 401/403/
+429/503 and a JSON body where the server offers the ASGI denial-response extension, otherwise
+with a close before accept (which every server turns into HTTP 403).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from channels_jwt.exceptions import AuthenticationFailed, ChannelsJWTError, TokenMissing
+
+logger = logging.getLogger("channels_jwt")
+
+MAX_REASON_BYTES = 123
+_HTTP_STATUS = {4403: 403, 4429: 429, 4503: 503}
+_DENIAL_EXTENSION = "websocket.http.response"
+#: Longest subprotocol echoed on a rejection when the client did not offer the marker.
+_MAX_ECHOED_SUBPROTOCOL = 64
+
+
+def close_code(failure: ChannelsJWTError, overrides: Mapping[str, int]) -> int:
+    """The close code for ``failure``: its own, unless ``CLOSE_CODES`` overrides its reason."""
+    return overrides.get(failure.reason, int(failure.close_code))
+
+
+def rejection_subprotocol(offered: Sequence[str], marker: str) -> str | None:
+    """The subprotocol to accept with before closing, so browsers complete the handshake.
+
+    The marker when offered; otherwise the first offered value that cannot be a token (a
+    token is never echoed), otherwise none.
+    """
+    if marker in offered:
+        return marker
+    for value in offered:
+        if len(value) <= _MAX_ECHOED_SUBPROTOCOL and not value.startswith("eyJ"):
+            return value
+    return None
+
+
+async def send_rejection(
+    scope: Mapping[str, Any],
+    receive: Any,
+    send: Any,
+    *,
+    failure: ChannelsJWTError,
+    code: int,
+    mode: str,
+    marker: str,
+) -> None:
+    """Wait for ``websocket.connect`` and refuse the connection as ``mode`` says."""
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    reason = _truncated(failure.reason)
+    if mode == "deny":
+        if _DENIAL_EXTENSION in (scope.get("extensions") or {}):
+            await _send_denial_response(send, failure, code, reason)
+        else:
+            await send({"type": "websocket.close", "code": code, "reason": reason})
+        return
+    subprotocol = rejection_subprotocol(scope.get("subprotocols") or (), marker)
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _send_denial_response(
+    send: Any, failure: ChannelsJWTError, code: int, reason: str
+) -> None:
+    status = _HTTP_STATUS.get(code, 401)
+    body = json.dumps({"code": code, "reason": reason}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        challenge = (
+            b"Bearer" if isinstance(failure, TokenMissing) else (b'Bearer error="invalid_token"')
+        )
+        headers.append((b"www-authenticate", challenge))
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _truncated(reason: str) -> str:
+    return reason.encode()[:MAX_REASON_BYTES].decode(errors="ignore")
+
+
+def log_rejection(
+    scope: Mapping[str, Any], failure: ChannelsJWTError, code: int, source: str | None
+) -> None:
+    """One line per rejection: reason, code, source, path (never the query) and client.
+
+    INFO for rejected credentials; WARNING for failures on the server's side (4503).
+    """
+    level = logging.INFO if isinstance(failure, AuthenticationFailed) else logging.WARNING
+    logger.log(
+        level,
+        "WebSocket authentication failed: %s (%s) code=%s source=%s path=%s client=%s",
+        failure.reason,
+        failure,
+        code,
+        source or "-",
+        scope.get("path", ""),
+        _client(scope),
+    )
+
+
+def _client(scope: Mapping[str, Any]) -> str:
+    client = scope.get("client")
+    if not client:
+        return "-"
+    host, port = client[0], client[1] if len(client) > 1 else None
+    return f"{host}:{port}" if port is not None else str(host)

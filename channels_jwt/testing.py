@@ -1,0 +1,83 @@
+"""Helpers for testing your own consumers behind channels_jwt.
+
+``make_token(user, **claims)`` mints a token; ``JWTWebsocketCommunicator`` connects with it
+through any source. Its ``connect()`` reports a rejection by the middleware as
+``(False, close_code)``, the same shape channels' communicator uses for a close before accept,
+although on the wire the middleware accepts and closes at once (so browsers see the code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+from urllib.parse import quote
+
+from channels.testing import WebsocketCommunicator
+
+from channels_jwt.conf import active_settings
+from channels_jwt.tokens import issue_token
+
+Transport = Literal["subprotocol", "query", "header", "cookie"]
+
+
+def make_token(user: Any, **claims: Any) -> str:
+    """A valid access token for ``user``; keyword arguments add or replace claims."""
+    return issue_token(user, claims=claims)
+
+
+class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
+    """A ``WebsocketCommunicator`` that presents ``token`` the way a real client would.
+
+    ``transport`` is where the token goes: ``"subprotocol"`` (``[SUBPROTOCOL, token]``,
+    after any ``subprotocols`` you pass), ``"query"`` (``?QUERY_PARAM=token``), ``"header"``
+    (``Authorization: HEADER_SCHEME token``) or ``"cookie"`` (``COOKIE_NAME=token`` with an
+    ``Origin`` of ``origin``). With ``token=None`` nothing is added.
+    """
+
+    def __init__(
+        self,
+        application: Any,
+        path: str,
+        token: str | None = None,
+        transport: Transport = "subprotocol",
+        *,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        subprotocols: list[str] | None = None,
+        origin: str = "http://localhost",
+    ) -> None:
+        settings = active_settings()
+        headers = list(headers or [])
+        subprotocols = list(subprotocols or [])
+        if token is not None:
+            if transport == "subprotocol":
+                subprotocols += [settings.SUBPROTOCOL, token]
+            elif transport == "query":
+                separator = "&" if "?" in path else "?"
+                path = f"{path}{separator}{settings.QUERY_PARAM}={quote(token)}"
+            elif transport == "header":
+                headers.append((b"authorization", f"{settings.HEADER_SCHEME} {token}".encode()))
+            elif transport == "cookie":
+                headers.append((b"cookie", f"{settings.COOKIE_NAME}={token}".encode()))
+                headers.append((b"origin", origin.encode()))
+            else:
+                raise ValueError(f"unknown transport {transport!r}")
+        super().__init__(application, path, headers=headers, subprotocols=subprotocols)
+
+    async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
+        """Connect; ``(True, subprotocol)`` if accepted, ``(False, close_code)`` if refused.
+
+        An accept immediately followed by a close (how the middleware rejects) counts as
+        refused.
+        """
+        connected, detail = await super().connect(timeout)
+        if not connected:
+            return connected, detail
+        await asyncio.sleep(0)  # let a close sent right after the accept reach the queue
+        pending = []
+        while not self.output_queue.empty():
+            pending.append(self.output_queue.get_nowait())
+        for message in pending:
+            self.output_queue.put_nowait(message)
+        if pending and pending[0]["type"] == "websocket.close":
+            return False, pending[0].get("code", 1000)
+        return connected, detail

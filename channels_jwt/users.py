@@ -1,0 +1,224 @@
+"""Turn verified claims into a user, asynchronously.
+
+Two built-in resolvers, selected with ``USER_RESOLVER``:
+
+- :func:`database_user` loads the user with one database round trip (off the event loop) and
+  requires ``is_active``. A user that does not exist and an inactive user get the same answer.
+- :func:`token_user` builds a :class:`TokenUser` from the claims alone, without the database.
+
+Both first canonicalise the user id claim against the type of ``USER_ID_FIELD``: ``True``,
+``1.9``, ``" 1 "`` or a full-width digit one never become user 1.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from channels.db import database_sync_to_async
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db.models import Field
+
+from channels_jwt.conf import active_settings
+from channels_jwt.exceptions import TokenInvalid, UserRejected
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.db.models import Model
+
+INTEGER_FIELDS = frozenset(
+    {
+        "AutoField",
+        "BigAutoField",
+        "SmallAutoField",
+        "IntegerField",
+        "BigIntegerField",
+        "SmallIntegerField",
+        "PositiveIntegerField",
+        "PositiveBigIntegerField",
+        "PositiveSmallIntegerField",
+    }
+)
+TEXT_FIELDS = frozenset({"CharField", "EmailField", "SlugField", "TextField"})
+_CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
+_INT64 = 2**63
+USER_CACHE_MAX_ENTRIES = 10_000
+
+
+def canonical_user_id(value: Any, field: Field[Any, Any]) -> Any:
+    """Return ``value`` converted to ``field``'s Python type, accepting only canonical forms.
+
+    Integer fields take a JSON integer or its canonical decimal string (simplejwt stores
+    ``str(pk)``); UUID fields take the canonical hyphenated form; text fields take a
+    non-empty string without NUL or lone surrogates that fits ``max_length``. Anything else
+    raises :class:`TokenInvalid` before the database is asked.
+    """
+    kind = field.get_internal_type()
+    if kind in INTEGER_FIELDS:
+        if type(value) is int:
+            number = value
+        elif isinstance(value, str) and _CANONICAL_INT.fullmatch(value):
+            number = int(value)
+        else:
+            raise TokenInvalid("user id is not a canonical integer")
+        if not -_INT64 <= number < _INT64:
+            raise TokenInvalid("user id out of range")
+        return number
+    if kind == "UUIDField":
+        if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):
+            return uuid.UUID(value)
+        raise TokenInvalid("user id is not a canonical UUID")
+    if kind in TEXT_FIELDS:
+        if not isinstance(value, str) or not value or not _storable_text(value):
+            raise TokenInvalid("user id is not a usable string")
+        if field.max_length is not None and len(value) > field.max_length:
+            raise TokenInvalid("user id longer than the field allows")
+        return value
+    if type(value) not in (int, str):
+        raise TokenInvalid("user id is neither a string nor an integer")
+    try:
+        return field.to_python(value)
+    except (ValidationError, TypeError, ValueError) as exc:
+        raise TokenInvalid("user id does not fit USER_ID_FIELD") from exc
+
+
+def _storable_text(value: str) -> bool:
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _user_id(claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
+    settings = active_settings()
+    user_model = get_user_model()
+    field_name = settings.USER_ID_FIELD
+    field = user_model._meta.get_field(field_name)
+    if not isinstance(field, Field):
+        raise ImproperlyConfigured(f"USER_ID_FIELD {field_name!r} is a relation, not a field")
+    return user_model, field_name, canonical_user_id(claims.get(settings.USER_ID_CLAIM), field)
+
+
+class UserCache:
+    """A small per-process cache of resolved users (``USER_CACHE_SECONDS``)."""
+
+    def __init__(self, seconds: float, max_entries: int = USER_CACHE_MAX_ENTRIES) -> None:
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str, Any], tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: tuple[str, str, Any]) -> Any | None:
+        """A copy of the cached user for ``key``, or ``None`` if absent or stale."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, user = entry
+        if expires_at <= time.monotonic():
+            del self._entries[key]
+            return None
+        return copy.copy(user)
+
+    def put(self, key: tuple[str, str, Any], user: Any) -> None:
+        """Remember ``user`` for ``seconds``, evicting the oldest entry when full."""
+        self._entries[key] = (time.monotonic() + self.seconds, user)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
+async def database_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> AbstractBaseUser:
+    """Load the active user named by the claims (one query, run off the event loop).
+
+    Raises :class:`UserRejected` when no such user exists, when the id field is not unique
+    for it, or when the user is inactive: the same answer for each.
+    """
+    user_model, field_name, user_id = _user_id(claims)
+    settings = active_settings()
+    cache = settings.derived("user_cache", lambda: UserCache(settings.USER_CACHE_SECONDS))
+    key = (user_model._meta.label_lower, field_name, user_id)
+    if cache.seconds > 0:
+        cached = cache.get(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+    user = await _fetch_user(user_model, field_name, user_id)
+    if user is None or not getattr(user, "is_active", True):
+        raise UserRejected("user not found or inactive")
+    if cache.seconds > 0:
+        cache.put(key, user)
+    return user  # type: ignore[no-any-return]
+
+
+async def _fetch_user(user_model: type[Model], field_name: str, user_id: Any) -> Any:
+    """One query, in channels' database thread (which also recycles stale connections)."""
+    return await database_sync_to_async(_fetch_user_sync)(user_model, field_name, user_id)
+
+
+def _fetch_user_sync(user_model: type[Model], field_name: str, user_id: Any) -> Any:
+    found = list(user_model._default_manager.filter(**{field_name: user_id})[:2])
+    return found[0] if len(found) == 1 else None
+
+
+async def token_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> TokenUser:
+    """Build a :class:`TokenUser` from the claims, without touching the database."""
+    _, _, user_id = _user_id(claims)
+    return TokenUser(user_id, claims)
+
+
+class TokenUser:
+    """A user known only from a verified token (stateless mode).
+
+    ``pk`` and ``id`` hold the user id claim converted to the type of ``USER_ID_FIELD``, so
+    ``scope["user"].pk == obj.owner_id`` works. It is not a model instance: it cannot be
+    saved, has no groups or permissions, and is always active while its token is valid.
+    """
+
+    is_active = True
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, user_id: Any, claims: Mapping[str, Any]) -> None:
+        self.pk = self.id = user_id
+        self.claims: Mapping[str, Any] = MappingProxyType(dict(claims))
+        username = claims.get("username")
+        self.username: str = username if isinstance(username, str) else ""
+        self.is_staff: bool = claims.get("is_staff") is True
+        self.is_superuser: bool = claims.get("is_superuser") is True
+
+    def __str__(self) -> str:
+        return self.username or f"TokenUser {self.pk}"
+
+    def __repr__(self) -> str:
+        return f"<TokenUser pk={self.pk!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TokenUser) and other.pk == self.pk
+
+    def __hash__(self) -> int:
+        return hash(self.pk)
+
+    def get_username(self) -> str:
+        """The ``username`` claim, or an empty string."""
+        return self.username
+
+    def has_perm(self, perm: str, obj: object = None) -> bool:
+        """Token users hold no model permissions."""
+        return False
+
+    def has_perms(self, perm_list: object, obj: object = None) -> bool:
+        """Token users hold no model permissions."""
+        return False
+
+    def has_module_perms(self, module: str) -> bool:
+        """Token users hold no model permissions."""
+        return False
