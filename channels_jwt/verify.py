@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +40,8 @@ _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _ACCEPTED_TYP = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
 _UNSUPPORTED_HEADERS = ("crit", "b64", "zip")
 _TIME_CLAIMS = ("exp", "nbf", "iat")
+#: 10000-01-01T00:00:00Z: later instants cannot be represented as a ``datetime``.
+_MAX_NUMERIC_DATE = 253402300800
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ class TokenVerifier:
             raise TokenInvalid("typ header is not JWT or at+jwt")
         for claim in _TIME_CLAIMS:
             if claim in payload and not _is_numeric_date(payload[claim]):
-                raise TokenInvalid(f"{claim} is not a number")
+                raise TokenInvalid(f"{claim} is not a NumericDate")
 
         claims = self._decode(token, algorithm, kid)
         self._check_type_and_lifetime(claims)
@@ -223,4 +224,4 @@ def _no_constants(name: str) -> Any:
 
 
 def _is_numeric_date(value: Any) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)
+    return type(value) in (int, float) and abs(value) < _MAX_NUMERIC_DATE
