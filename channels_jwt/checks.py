@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import FieldDoesNotExist
@@ -47,7 +48,7 @@ def check_settings(settings: Settings) -> list[Message]:
     """Validate one effective configuration; return every problem found."""
     configured = {**settings.configured(), **settings.overrides}
     raw = getattr(django_settings, "CHANNELS_JWT", {})
-    if not isinstance(raw, dict):
+    if not isinstance(raw, Mapping):
         return [
             _error(
                 1,
@@ -61,6 +62,7 @@ def check_settings(settings: Settings) -> list[Message]:
     if algorithms:
         messages += _keys(settings, algorithms)
     messages += _numbers(settings)
+    messages += _value_types(settings)
     messages += _sources(settings)
     messages += _user_and_hooks(settings)
     messages += _rejection(settings)
@@ -102,7 +104,9 @@ def _algorithms(value: Any, messages: list[Message]) -> tuple[str, ...]:
             )
         )
         return ()
-    unknown = [name for name in names if name not in SUPPORTED_ALGORITHMS]
+    unknown = [
+        name for name in names if not isinstance(name, str) or name not in SUPPORTED_ALGORITHMS
+    ]
     if unknown:
         messages.append(
             _error(
@@ -127,9 +131,9 @@ def _algorithms(value: Any, messages: list[Message]) -> tuple[str, ...]:
 def _keys(settings: Settings, algorithms: tuple[str, ...]) -> list[Message]:
     if is_hmac(algorithms[0]):
         return _hmac_key(settings.value("SIGNING_KEY"), algorithms)
-    return _verifying_key(settings.value("VERIFYING_KEY"), algorithms) + _private_key(
-        settings.value("PRIVATE_KEY"), algorithms
-    )
+    messages = _verifying_key(settings.value("VERIFYING_KEY"), algorithms)
+    verifying_keys = None if messages else VerifyingKeys.parse(settings.value("VERIFYING_KEY"))
+    return messages + _private_key(settings.value("PRIVATE_KEY"), algorithms, verifying_keys)
 
 
 def _hmac_key(key: Any, algorithms: tuple[str, ...]) -> list[Message]:
@@ -154,7 +158,8 @@ def _hmac_key(key: Any, algorithms: tuple[str, ...]) -> list[Message]:
                 "RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.",
             )
         )
-    if key == getattr(django_settings, "SECRET_KEY", None):
+    project_secret = getattr(django_settings, "SECRET_KEY", None) or ""
+    if secret == project_secret.encode():
         messages.append(
             checks.Warning(
                 "CHANNELS_JWT SIGNING_KEY is the project's SECRET_KEY.",
@@ -198,11 +203,7 @@ def _verifying_key(value: Any, algorithms: tuple[str, ...]) -> list[Message]:
                 "Give PEM text (-----BEGIN PUBLIC KEY-----), a list of them, or a {kid: pem} map.",
             )
         ]
-    unfit = [
-        key
-        for key in (*keys.by_kid.values(), *keys.unnamed)
-        if not any(key_fits(name, key) for name in algorithms)
-    ]
+    unfit = [key for key in keys.all() if not any(key_fits(name, key) for name in algorithms)]
     if unfit:
         return [
             _error(
@@ -223,7 +224,9 @@ def _rsa_too_small(name: str, text: str) -> Message:
     )
 
 
-def _private_key(value: Any, algorithms: tuple[str, ...]) -> list[Message]:
+def _private_key(
+    value: Any, algorithms: tuple[str, ...], verifying_keys: VerifyingKeys | None
+) -> list[Message]:
     if value is None:
         return []
     try:
@@ -246,7 +249,25 @@ def _private_key(value: Any, algorithms: tuple[str, ...]) -> list[Message]:
                 "issue_token signs with the first algorithm of ALGORITHMS.",
             )
         ]
+    if verifying_keys is not None and not any(
+        _same_key(key.public_key(), candidate) for candidate in verifying_keys.all()
+    ):
+        return [
+            checks.Warning(
+                "CHANNELS_JWT PRIVATE_KEY does not match any VERIFYING_KEY.",
+                hint="Tokens minted by issue_token would be refused; add the private key's "
+                "public half to VERIFYING_KEY.",
+                id="channels_jwt.W003",
+            )
+        ]
     return []
+
+
+def _same_key(first: Any, second: Any) -> bool:
+    encoding, public_format = Encoding.DER, PublicFormat.SubjectPublicKeyInfo
+    return bool(
+        first.public_bytes(encoding, public_format) == second.public_bytes(encoding, public_format)
+    )
 
 
 def _is_seconds(value: Any) -> bool:
@@ -285,6 +306,55 @@ def _numbers(settings: Settings) -> list[Message]:
                     22,
                     f"CHANNELS_JWT {name} must be a number of seconds or a timedelta.",
                     f"For example {name!r}: 300.",
+                )
+            )
+    return messages
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list | tuple) and all(isinstance(item, str) for item in value)
+
+
+def _value_types(settings: Settings) -> list[Message]:
+    messages: list[Message] = []
+    if not isinstance(settings.value("ALLOW_ANONYMOUS"), bool):
+        messages.append(
+            _error(
+                25,
+                "CHANNELS_JWT ALLOW_ANONYMOUS must be True or False.",
+                'A string such as "false" would be true; use the Python booleans.',
+            )
+        )
+    for name in ("REQUIRED_CLAIMS", "TOKEN_TYPES"):
+        if not _is_string_list(settings.value(name)):
+            messages.append(
+                _error(
+                    26,
+                    f"CHANNELS_JWT {name} must be a list of strings.",
+                    f"For example {DEFAULTS[name]!r}; a bare string would be split into letters.",
+                )
+            )
+    user_id_claim = settings.value("USER_ID_CLAIM")
+    type_claim = settings.value("TOKEN_TYPE_CLAIM")
+    if not (isinstance(user_id_claim, str) and user_id_claim) or not (
+        type_claim is None or (isinstance(type_claim, str) and type_claim)
+    ):
+        messages.append(
+            _error(
+                27,
+                "CHANNELS_JWT USER_ID_CLAIM must be a claim name, TOKEN_TYPE_CLAIM a claim "
+                "name or None.",
+                'For example "user_id" (simplejwt) or "sub" (identity providers).',
+            )
+        )
+    for name in ("AUDIENCE", "ISSUER"):
+        value = settings.value(name)
+        if not (value is None or isinstance(value, str) or (_is_string_list(value) and value)):
+            messages.append(
+                _error(
+                    28,
+                    f"CHANNELS_JWT {name} must be a string, a non-empty list of strings, or None.",
+                    'For example "https://auth.example.com/".',
                 )
             )
     return messages
@@ -352,8 +422,9 @@ def _user_and_hooks(settings: Settings) -> list[Message]:
                 _error(
                     17,
                     f"CHANNELS_JWT {name} {problem}.",
-                    "Give a dotted path to, or the object of, an async def (claims, scope) "
-                    "function (REVOCATION_CHECK: async def (claims) -> bool).",
+                    "Give a dotted path to, or the object of, a function (claims, scope) "
+                    "returning a user (REVOCATION_CHECK: (claims) returning a bool); async def "
+                    "is preferred, a plain def runs in Channels' database thread.",
                 )
             )
     types = settings.value("TOKEN_TYPES")
@@ -374,13 +445,15 @@ def _user_id_field(field_name: Any) -> list[Message]:
 
     user_model = get_user_model()
     try:
-        user_model._meta.get_field(field_name)
+        field = user_model._meta.get_field(field_name)
     except (FieldDoesNotExist, TypeError):
+        field = None
+    if field is None or field.is_relation or not getattr(field, "unique", False):
         return [
             _error(
                 21,
-                f"CHANNELS_JWT USER_ID_FIELD {field_name!r} is not a field of "
-                f"{user_model._meta.label}.",
+                f"CHANNELS_JWT USER_ID_FIELD {field_name!r} is not a unique, non-relation field "
+                f"of {user_model._meta.label}.",
                 'Name a unique field of the user model, e.g. "id" or "username".',
             )
         ]

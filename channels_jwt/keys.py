@@ -155,6 +155,10 @@ class VerifyingKeys:
             return cls({}, tuple(load_public_key(pem) for pem in value))
         return cls({}, (load_public_key(value),))
 
+    def all(self) -> tuple[PublicKey, ...]:
+        """Every configured key."""
+        return (*self.by_kid.values(), *self.unnamed)
+
     def candidates(self, algorithm: str, kid: str | None) -> list[PublicKey]:
         """The keys that may verify a token signed with ``algorithm`` and naming ``kid``."""
         keys: tuple[PublicKey, ...]

@@ -32,13 +32,13 @@ def close_code(failure: ChannelsJWTError, overrides: Mapping[str, int]) -> int:
 def rejection_subprotocol(offered: Sequence[str], marker: str) -> str | None:
     """The subprotocol to accept with before closing, so browsers complete the handshake.
 
-    The marker when offered; otherwise the first offered value that cannot be a token (a
-    token is never echoed), otherwise none.
+    The marker when offered; otherwise the first offered non-empty value that cannot be a
+    token (a token is never echoed), otherwise none.
     """
     if marker in offered:
         return marker
     for value in offered:
-        if len(value) <= _MAX_ECHOED_SUBPROTOCOL and not value.startswith("eyJ"):
+        if value and len(value) <= _MAX_ECHOED_SUBPROTOCOL and not value.startswith("eyJ"):
             return value
     return None
 

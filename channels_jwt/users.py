@@ -105,7 +105,7 @@ def _user_id(claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
     user_model = get_user_model()
     field_name = settings.USER_ID_FIELD
     field = user_model._meta.get_field(field_name)
-    if not isinstance(field, Field):
+    if not isinstance(field, Field) or field.is_relation:
         raise ImproperlyConfigured(f"USER_ID_FIELD {field_name!r} is a relation, not a field")
     return user_model, field_name, canonical_user_id(claims.get(settings.USER_ID_CLAIM), field)
 

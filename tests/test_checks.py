@@ -1,0 +1,756 @@
+"""System checks: one case per check id, its hint, and the valid configuration beside it."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rest_framework_simplejwt.settings as simplejwt_settings
+from cryptography.hazmat.primitives import serialization
+from django.conf import settings
+from django.core import checks
+from django.core.checks.registry import registry
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+import channels_jwt.checks
+from channels_jwt.apps import ChannelsJWTConfig
+from channels_jwt.checks import check_project_settings, check_settings, register, serious
+from channels_jwt.conf import Settings
+from tests.conftest import HS_KEY, Keys, private_pem, public_pem
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKS_SOURCE = Path(channels_jwt.checks.__file__).read_text()
+
+#: A clean configuration without the query source, so no I001 either.
+BASE: dict[str, Any] = {"SIGNING_KEY": HS_KEY, "TOKEN_SOURCES": ["subprotocol"]}
+
+KeyedConfig = Callable[[Keys], dict[str, Any]]
+
+
+async def never_revoked(claims: Any) -> bool:
+    """A REVOCATION_CHECK that revokes nothing (reachable by dotted path)."""
+    return False
+
+
+def run_checks(config: Any) -> list[checks.CheckMessage]:
+    """Run the checks with ``CHANNELS_JWT = config``."""
+    with override_settings(CHANNELS_JWT=config):
+        return check_settings(Settings())
+
+
+def problems(messages: list[checks.CheckMessage]) -> list[str]:
+    """The ids of errors and warnings (infos left out)."""
+    return [message.id for message in messages if message.level >= checks.WARNING]
+
+
+def only(messages: list[checks.CheckMessage], check_id: str) -> checks.CheckMessage:
+    """Assert that the errors and warnings are exactly one ``check_id``; return it."""
+    assert problems(messages) == [check_id]
+    (message,) = (message for message in messages if message.id == check_id)
+    assert message.hint
+    return message
+
+
+def encrypted_pem(private_key: Any) -> str:
+    """A password-protected PKCS#8 PEM (unusable without the password)."""
+    return private_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"password"),
+    ).decode()
+
+
+# -- one case per check id, settings without keys -----------------------------------------------
+
+BAD_SETTINGS = [
+    pytest.param("HS256", "E001", id="E001-string"),
+    pytest.param([("SIGNING_KEY", HS_KEY)], "E001", id="E001-list"),
+    pytest.param({**BASE, "ALGORITHMS": "HS256"}, "E002", id="E002-string"),
+    pytest.param({**BASE, "ALGORITHMS": []}, "E002", id="E002-empty"),
+    pytest.param({**BASE, "ALGORITHMS": None}, "E002", id="E002-none-value"),
+    pytest.param({**BASE, "ALGORITHMS": ["HS257"]}, "E003", id="E003-unknown"),
+    pytest.param({**BASE, "ALGORITHMS": ["hs256"]}, "E003", id="E003-wrong-case"),
+    pytest.param({**BASE, "ALGORITHMS": [256]}, "E003", id="E003-not-a-string"),
+    pytest.param({**BASE, "ALGORITHMS": [["HS256"]]}, "E003", id="E003-unhashable"),
+    pytest.param({**BASE, "ALGORITHMS": ["none"]}, "E004", id="E004-none"),
+    pytest.param({**BASE, "ALGORITHMS": ["HS256", "NoNe"]}, "E004", id="E004-none-any-case"),
+    pytest.param({**BASE, "ALGORITHMS": ["HS256", "RS256"]}, "E005", id="E005-mixed"),
+    pytest.param({**BASE, "SIGNING_KEY": None}, "E006", id="E006-none"),
+    pytest.param({**BASE, "SIGNING_KEY": ""}, "E006", id="E006-empty"),
+    pytest.param({**BASE, "SIGNING_KEY": "k" * 31}, "E007", id="E007-hs256-31-bytes"),
+    pytest.param(
+        {**BASE, "SIGNING_KEY": "é" * 15 + "k"}, "E007", id="E007-counts-bytes-not-characters"
+    ),
+    pytest.param(
+        {**BASE, "ALGORITHMS": ["HS512"], "SIGNING_KEY": b"k" * 48}, "E007", id="E007-hs512-48"
+    ),
+    pytest.param(
+        {**BASE, "ALGORITHMS": ["HS256", "HS384"], "SIGNING_KEY": "k" * 32},
+        "E007",
+        id="E007-largest-hash-wins",
+    ),
+    pytest.param({**BASE, "ALGORITHMS": ["RS256"]}, "E008", id="E008-no-verifying-key"),
+    pytest.param(
+        {**BASE, "ALGORITHMS": ["ES256"], "VERIFYING_KEY": "not a pem"},
+        "E009",
+        id="E009-not-pem",
+    ),
+    pytest.param(
+        {**BASE, "ALGORITHMS": ["ES256"], "VERIFYING_KEY": 42}, "E009", id="E009-not-text"
+    ),
+    pytest.param({**BASE, "LEEWAY": 61}, "E014", id="E014-over-60"),
+    pytest.param({**BASE, "LEEWAY": 60.5}, "E014", id="E014-float-over-60"),
+    pytest.param({**BASE, "LEEWAY": timedelta(minutes=2)}, "E014", id="E014-timedelta-over-60"),
+    pytest.param({**BASE, "LEEWAY": -1}, "E014", id="E014-negative"),
+    pytest.param({**BASE, "LEEWAY": timedelta(seconds=-1)}, "E014", id="E014-negative-timedelta"),
+    pytest.param({**BASE, "LEEWAY": "5"}, "E014", id="E014-string"),
+    pytest.param({**BASE, "LEEWAY": True}, "E014", id="E014-bool"),
+    pytest.param({**BASE, "LEEWAY": float("nan")}, "E014", id="E014-nan"),
+    pytest.param({**BASE, "LEEWAY": float("inf")}, "E014", id="E014-infinity"),
+    pytest.param({**BASE, "TOKEN_SOURCES": ["subprotocol", "smoke"]}, "E015", id="E015-unknown"),
+    pytest.param({**BASE, "TOKEN_SOURCES": []}, "E015", id="E015-empty"),
+    pytest.param({**BASE, "TOKEN_SOURCES": None}, "E015", id="E015-none-value"),
+    pytest.param({**BASE, "TOKEN_SOURCES": ["cookie"]}, "E016", id="E016-no-cookie-name"),
+    pytest.param(
+        {**BASE, "TOKEN_SOURCES": ["cookie"], "COOKIE_NAME": ""}, "E016", id="E016-empty-name"
+    ),
+    pytest.param(
+        {**BASE, "USER_RESOLVER": "channels_jwt.users.no_such_resolver"},
+        "E017",
+        id="E017-resolver-not-importable",
+    ),
+    pytest.param(
+        {**BASE, "USER_RESOLVER": "not a dotted path"}, "E017", id="E017-resolver-not-a-path"
+    ),
+    pytest.param(
+        {**BASE, "USER_RESOLVER": "channels_jwt.conf.DEFAULTS"},
+        "E017",
+        id="E017-resolver-not-callable",
+    ),
+    pytest.param({**BASE, "USER_RESOLVER": 42}, "E017", id="E017-resolver-object-not-callable"),
+    pytest.param({**BASE, "USER_RESOLVER": None}, "E017", id="E017-resolver-none"),
+    pytest.param(
+        {**BASE, "REVOCATION_CHECK": "channels_jwt.no_such_module.check"},
+        "E017",
+        id="E017-revocation-not-importable",
+    ),
+    pytest.param(
+        {**BASE, "REVOCATION_CHECK": "channels_jwt.conf.DEFAULTS"},
+        "E017",
+        id="E017-revocation-not-callable",
+    ),
+    pytest.param({**BASE, "REJECT_MODE": "refuse"}, "E018", id="E018-unknown-mode"),
+    pytest.param({**BASE, "REJECT_MODE": None}, "E018", id="E018-none-value"),
+    pytest.param({**BASE, "CLOSE_CODES": {"token_late": 4440}}, "E019", id="E019-unknown-reason"),
+    pytest.param(
+        {**BASE, "CLOSE_CODES": {"token_expired": 2999}}, "E019", id="E019-code-below-3000"
+    ),
+    pytest.param(
+        {**BASE, "CLOSE_CODES": {"token_expired": 5000}}, "E019", id="E019-code-above-4999"
+    ),
+    pytest.param({**BASE, "CLOSE_CODES": {"token_expired": 1000}}, "E019", id="E019-code-1000"),
+    pytest.param({**BASE, "CLOSE_CODES": {"token_expired": "4440"}}, "E019", id="E019-code-string"),
+    pytest.param({**BASE, "CLOSE_CODES": {"token_expired": 4440.0}}, "E019", id="E019-code-float"),
+    pytest.param({**BASE, "CLOSE_CODES": {"token_expired": True}}, "E019", id="E019-code-bool"),
+    pytest.param({**BASE, "CLOSE_CODES": [("token_expired", 4440)]}, "E019", id="E019-not-a-dict"),
+    pytest.param({**BASE, "MAX_TOKEN_BYTES": 0}, "E020", id="E020-zero"),
+    pytest.param({**BASE, "MAX_TOKEN_BYTES": 65537}, "E020", id="E020-over-64k"),
+    pytest.param({**BASE, "MAX_TOKEN_BYTES": "8192"}, "E020", id="E020-string"),
+    pytest.param({**BASE, "MAX_TOKEN_BYTES": 8192.0}, "E020", id="E020-float"),
+    pytest.param({**BASE, "MAX_TOKEN_BYTES": True}, "E020", id="E020-bool"),
+    pytest.param({**BASE, "USER_ID_FIELD": "uid"}, "E021", id="E021-unknown-field"),
+    pytest.param({**BASE, "USER_ID_FIELD": None}, "E021", id="E021-none-value"),
+    pytest.param({**BASE, "USER_ID_FIELD": "pk"}, "E021", id="E021-pk-alias"),
+    pytest.param({**BASE, "USER_ID_FIELD": "groups"}, "E021", id="E021-many-to-many-groups"),
+    pytest.param(
+        {**BASE, "USER_ID_FIELD": "user_permissions"},
+        "E021",
+        id="E021-many-to-many-permissions",
+    ),
+    pytest.param({**BASE, "MAX_TOKEN_LIFETIME": "300"}, "E022", id="E022-lifetime-string"),
+    pytest.param({**BASE, "MAX_TOKEN_LIFETIME": -1}, "E022", id="E022-lifetime-negative"),
+    pytest.param({**BASE, "USER_CACHE_SECONDS": -5}, "E022", id="E022-cache-negative"),
+    pytest.param(
+        {**BASE, "USER_CACHE_SECONDS": timedelta(seconds=-5)},
+        "E022",
+        id="E022-cache-negative-timedelta",
+    ),
+    pytest.param({**BASE, "TOKEN_TYPES": []}, "E023", id="E023-empty-types"),
+    pytest.param({**BASE, "TOKEN_TYPES": ()}, "E023", id="E023-empty-tuple"),
+    pytest.param({**BASE, "SUBPROTOCOL": "access token"}, "E024", id="E024-subprotocol-space"),
+    pytest.param({**BASE, "SUBPROTOCOL": "access,token"}, "E024", id="E024-subprotocol-comma"),
+    pytest.param({**BASE, "SUBPROTOCOL": ""}, "E024", id="E024-subprotocol-empty"),
+    pytest.param({**BASE, "QUERY_PARAM": ""}, "E024", id="E024-query-param-empty"),
+    pytest.param({**BASE, "QUERY_PARAM": "to=ken"}, "E024", id="E024-query-param-equals"),
+    pytest.param({**BASE, "HEADER_SCHEME": 1}, "E024", id="E024-header-scheme-not-string"),
+    pytest.param({**BASE, "HEADER_SCHEME": "Bear er"}, "E024", id="E024-header-scheme-space"),
+    pytest.param({**BASE, "ALLOW_ANONYMOUS": "false"}, "E025", id="E025-string"),
+    pytest.param({**BASE, "ALLOW_ANONYMOUS": 1}, "E025", id="E025-int"),
+    pytest.param({**BASE, "REQUIRED_CLAIMS": "exp"}, "E026", id="E026-required-string"),
+    pytest.param({**BASE, "REQUIRED_CLAIMS": ["exp", 1]}, "E026", id="E026-required-non-string"),
+    pytest.param({**BASE, "TOKEN_TYPES": "access"}, "E026", id="E026-types-string"),
+    pytest.param({**BASE, "USER_ID_CLAIM": ""}, "E027", id="E027-user-id-claim-empty"),
+    pytest.param({**BASE, "USER_ID_CLAIM": None}, "E027", id="E027-user-id-claim-none"),
+    pytest.param({**BASE, "TOKEN_TYPE_CLAIM": 1}, "E027", id="E027-type-claim-int"),
+    pytest.param({**BASE, "TOKEN_TYPE_CLAIM": ""}, "E027", id="E027-type-claim-empty"),
+    pytest.param({**BASE, "AUDIENCE": 5}, "E028", id="E028-audience-int"),
+    pytest.param({**BASE, "AUDIENCE": []}, "E028", id="E028-audience-empty-list"),
+    pytest.param({**BASE, "ISSUER": ["a", 2]}, "E028", id="E028-issuer-list-non-string"),
+    pytest.param({**BASE, "ALGORITHM": "HS256"}, "W001", id="W001-typo"),
+    pytest.param({**BASE, "JWT_SECRET": "x"}, "W001", id="W001-unrelated"),
+    pytest.param({**BASE, "SIGNING_KEY": settings.SECRET_KEY}, "W002", id="W002-secret-key"),
+    pytest.param(
+        {**BASE, "SIGNING_KEY": settings.SECRET_KEY.encode()},
+        "W002",
+        id="W002-secret-key-as-bytes",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "check"), BAD_SETTINGS)
+def test_bad_setting_gives_its_check_with_a_hint(config: Any, check: str) -> None:
+    only(run_checks(config), f"channels_jwt.{check}")
+
+
+# -- keys: VERIFYING_KEY and PRIVATE_KEY, built from the session keys ------------------------------
+
+BAD_KEYS: list[Any] = [
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "VERIFYING_KEY": [public_pem(k.rsa), "garbage"]},
+        "E009",
+        id="E009-one-of-a-list",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "VERIFYING_KEY": public_pem(k.rsa_small)},
+        "E010",
+        id="E010-verifying-rsa-1024",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["PS256"], "VERIFYING_KEY": {"old": public_pem(k.rsa_small)}},
+        "E010",
+        id="E010-verifying-rsa-1024-by-kid",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "VERIFYING_KEY": public_pem(k.rsa),
+            "PRIVATE_KEY": private_pem(k.rsa_small),
+        },
+        "E010",
+        id="E010-private-rsa-1024",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "VERIFYING_KEY": private_pem(k.rsa)},
+        "E011",
+        id="E011-private-pem",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["EdDSA"], "VERIFYING_KEY": k.ed25519},
+        "E011",
+        id="E011-private-key-object",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["ES256"], "VERIFYING_KEY": public_pem(k.rsa)},
+        "E012",
+        id="E012-rsa-for-es256",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["ES256"], "VERIFYING_KEY": public_pem(k.p384)},
+        "E012",
+        id="E012-p384-for-es256",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "VERIFYING_KEY": {"a": public_pem(k.rsa), "b": public_pem(k.ed25519)},
+        },
+        "E012",
+        id="E012-one-kid-unfit",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["ES256"],
+            "VERIFYING_KEY": public_pem(k.p256),
+            "PRIVATE_KEY": "garbage",
+        },
+        "E013",
+        id="E013-private-unparseable",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["ES256"],
+            "VERIFYING_KEY": public_pem(k.p256),
+            "PRIVATE_KEY": public_pem(k.p256),
+        },
+        "E013",
+        id="E013-private-is-public",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["ES256"],
+            "VERIFYING_KEY": public_pem(k.p256),
+            "PRIVATE_KEY": encrypted_pem(k.p256),
+        },
+        "E013",
+        id="E013-private-encrypted",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["ES256"],
+            "VERIFYING_KEY": public_pem(k.p256),
+            "PRIVATE_KEY": 42,
+        },
+        "E013",
+        id="E013-private-not-text",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256", "ES256"],
+            "VERIFYING_KEY": [public_pem(k.rsa), public_pem(k.p256)],
+            "PRIVATE_KEY": private_pem(k.p256),
+        },
+        "E013",
+        id="E013-private-unfit-for-first-algorithm",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "VERIFYING_KEY": public_pem(k.rsa),
+            "PRIVATE_KEY": private_pem(k.rsa_other),
+        },
+        "W003",
+        id="W003-private-key-not-among-verifying-keys",
+    ),
+]
+
+
+@pytest.mark.parametrize(("config", "check"), BAD_KEYS)
+def test_bad_key_gives_its_check_with_a_hint(keys: Keys, config: KeyedConfig, check: str) -> None:
+    only(run_checks({**BASE, **config(keys)}), f"channels_jwt.{check}")
+
+
+# -- the valid configuration beside each check ---------------------------------------------------
+
+GOOD_SETTINGS = [
+    pytest.param(
+        {**BASE, "ALGORITHMS": ["HS256", "HS384", "HS512"], "SIGNING_KEY": "k" * 64},
+        id="E003-E005-all-hmac",
+    ),
+    pytest.param({**BASE, "ALGORITHMS": ("HS384",), "SIGNING_KEY": "k" * 48}, id="E002-tuple"),
+    pytest.param({**BASE, "SIGNING_KEY": "k" * 32}, id="E007-exactly-32-bytes"),
+    pytest.param({**BASE, "SIGNING_KEY": b"k" * 32}, id="E007-bytes-key"),
+    pytest.param({**BASE, "LEEWAY": 60}, id="E014-60"),
+    pytest.param({**BASE, "LEEWAY": 0.5}, id="E014-float"),
+    pytest.param({**BASE, "LEEWAY": timedelta(seconds=30)}, id="E014-timedelta"),
+    pytest.param({**BASE, "TOKEN_SOURCES": "header"}, id="E015-single-string"),
+    pytest.param({**BASE, "TOKEN_SOURCES": ("header", "subprotocol")}, id="E015-tuple"),
+    pytest.param({**BASE, "TOKEN_SOURCES": ["cookie"], "COOKIE_NAME": "jwt"}, id="E016-cookie"),
+    pytest.param({**BASE, "USER_RESOLVER": "channels_jwt.users.token_user"}, id="E017-token-user"),
+    pytest.param({**BASE, "USER_RESOLVER": never_revoked}, id="E017-resolver-callable"),
+    pytest.param(
+        {**BASE, "REVOCATION_CHECK": "tests.test_checks.never_revoked"}, id="E017-revocation-path"
+    ),
+    pytest.param({**BASE, "REVOCATION_CHECK": never_revoked}, id="E017-revocation-callable"),
+    pytest.param({**BASE, "REJECT_MODE": "deny"}, id="E018-deny"),
+    pytest.param({**BASE, "CLOSE_CODES": {"token_expired": 4000}}, id="E019-override"),
+    pytest.param(
+        {**BASE, "CLOSE_CODES": {"token_missing": 3000, "token_invalid": 4999}}, id="E019-bounds"
+    ),
+    pytest.param({**BASE, "MAX_TOKEN_BYTES": 1}, id="E020-one"),
+    pytest.param({**BASE, "MAX_TOKEN_BYTES": 65536}, id="E020-64k"),
+    pytest.param({**BASE, "USER_ID_FIELD": "username"}, id="E021-username"),
+    pytest.param({**BASE, "MAX_TOKEN_LIFETIME": 3600}, id="E022-lifetime-seconds"),
+    pytest.param({**BASE, "MAX_TOKEN_LIFETIME": timedelta(hours=1)}, id="E022-lifetime-timedelta"),
+    pytest.param({**BASE, "USER_CACHE_SECONDS": 30.5}, id="E022-cache-float"),
+    pytest.param({**BASE, "USER_CACHE_SECONDS": None}, id="E022-cache-none"),
+    pytest.param({**BASE, "TOKEN_TYPE_CLAIM": None, "TOKEN_TYPES": []}, id="E023-types-disabled"),
+    pytest.param({**BASE, "ALLOW_ANONYMOUS": True}, id="E025-true"),
+    pytest.param({**BASE, "REQUIRED_CLAIMS": ("exp", "iat", "jti")}, id="E026-tuple"),
+    pytest.param({**BASE, "TOKEN_TYPE_CLAIM": None}, id="E027-type-claim-none"),
+    pytest.param({**BASE, "USER_ID_CLAIM": "sub"}, id="E027-sub"),
+    pytest.param({**BASE, "AUDIENCE": ["a", "b"], "ISSUER": "https://i"}, id="E028-list-and-str"),
+    pytest.param(
+        {**BASE, "SUBPROTOCOL": "jwt.v1~x", "QUERY_PARAM": "access_token", "HEADER_SCHEME": "JWT"},
+        id="E024-token-characters",
+    ),
+]
+
+
+@pytest.mark.parametrize("config", GOOD_SETTINGS)
+def test_valid_setting_gives_no_error_or_warning(config: dict[str, Any]) -> None:
+    assert problems(run_checks(config)) == []
+
+
+GOOD_KEYS: list[Any] = [
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "VERIFYING_KEY": public_pem(k.rsa)}, id="E010-rsa-2048"
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["PS512"], "VERIFYING_KEY": public_pem(k.rsa).encode()},
+        id="E009-pem-bytes",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "VERIFYING_KEY": [public_pem(k.rsa), public_pem(k.rsa_other)],
+        },
+        id="E009-list",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "VERIFYING_KEY": {"2024": public_pem(k.rsa), "2025": public_pem(k.rsa_other)},
+        },
+        id="E009-kid-map",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["ES256"], "VERIFYING_KEY": k.p256.public_key()},
+        id="E011-public-key-object",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["ES512"], "VERIFYING_KEY": public_pem(k.p521)},
+        id="E012-p521-for-es512",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["EdDSA"], "VERIFYING_KEY": public_pem(k.ed25519)},
+        id="E012-ed25519",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256", "ES256"],
+            "VERIFYING_KEY": [public_pem(k.rsa), public_pem(k.p256)],
+        },
+        id="E012-each-key-fits-one-algorithm",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "VERIFYING_KEY": public_pem(k.rsa),
+            "PRIVATE_KEY": private_pem(k.rsa),
+        },
+        id="E013-rsa-private-pem",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["ES384"],
+            "VERIFYING_KEY": public_pem(k.p384),
+            "PRIVATE_KEY": k.p384,
+        },
+        id="E013-private-key-object",
+    ),
+]
+
+
+@pytest.mark.parametrize("config", GOOD_KEYS)
+def test_valid_keys_give_no_error_or_warning(keys: Keys, config: KeyedConfig) -> None:
+    assert problems(run_checks({**BASE, **config(keys)})) == []
+
+
+# -- message details --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typo", "suggestion"),
+    [
+        pytest.param("ALGORITHM", "'ALGORITHMS'", id="ALGORITHM"),
+        pytest.param("LEEWAYS", "'LEEWAY'", id="LEEWAYS"),
+        pytest.param("SIGNINGKEY", "'SIGNING_KEY'", id="SIGNINGKEY"),
+    ],
+)
+def test_unknown_key_names_it_and_suggests_the_closest(typo: str, suggestion: str) -> None:
+    message = only(run_checks({**BASE, typo: 1}), "channels_jwt.W001")
+    assert repr(typo) in message.msg
+    assert message.hint == f"Did you mean {suggestion}?"
+
+
+def test_unknown_key_without_a_close_match_says_it_has_no_effect() -> None:
+    message = only(run_checks({**BASE, "COLOUR": "blue"}), "channels_jwt.W001")
+    assert message.hint == "Remove it; it has no effect."
+
+
+def test_each_unknown_key_gets_its_own_warning() -> None:
+    messages = run_checks({**BASE, "LEEWAYS": 1, 7: "x"})
+    assert problems(messages) == ["channels_jwt.W001", "channels_jwt.W001"]
+    assert "'LEEWAYS'" in messages[0].msg
+    assert "7" in messages[1].msg
+
+
+def test_rsa_too_small_names_the_setting_and_the_size(keys: Keys) -> None:
+    config = {
+        **BASE,
+        "ALGORITHMS": ["RS256"],
+        "VERIFYING_KEY": public_pem(keys.rsa),
+        "PRIVATE_KEY": private_pem(keys.rsa_small),
+    }
+    message = only(run_checks(config), "channels_jwt.E010")
+    assert "PRIVATE_KEY" in message.msg
+    assert "1024 bits" in message.msg
+
+
+def test_private_key_unfit_names_the_first_algorithm(keys: Keys) -> None:
+    config = {
+        **BASE,
+        "ALGORITHMS": ["ES256"],
+        "VERIFYING_KEY": public_pem(keys.p256),
+        "PRIVATE_KEY": private_pem(keys.p384),
+    }
+    message = only(run_checks(config), "channels_jwt.E013")
+    assert message.msg == "CHANNELS_JWT PRIVATE_KEY does not fit ES256."
+
+
+def test_check_messages_never_contain_the_key(keys: Keys) -> None:
+    pem = private_pem(keys.rsa)
+    messages = run_checks({**BASE, "ALGORITHMS": ["RS256"], "VERIFYING_KEY": pem})
+    assert all(pem not in f"{message.msg} {message.hint}" for message in messages)
+    short = run_checks({**BASE, "SIGNING_KEY": "short-secret"})
+    assert all("short-secret" not in f"{message.msg} {message.hint}" for message in short)
+
+
+def test_hmac_key_checks_are_skipped_for_asymmetric_algorithms(keys: Keys) -> None:
+    config = {
+        **BASE,
+        "ALGORITHMS": ["ES256"],
+        "VERIFYING_KEY": public_pem(keys.p256),
+        "SIGNING_KEY": "short",
+    }
+    assert problems(run_checks(config)) == []
+
+
+def test_key_checks_are_skipped_when_the_algorithms_are_unusable() -> None:
+    assert problems(run_checks({**BASE, "ALGORITHMS": ["none"], "SIGNING_KEY": None})) == [
+        "channels_jwt.E004"
+    ]
+
+
+def test_independent_problems_are_all_reported() -> None:
+    config = {**BASE, "SIGNING_KEY": "short", "LEEWAY": 300, "REJECT_MODE": "x", "LEEWAYS": 1}
+    assert problems(run_checks(config)) == [
+        "channels_jwt.W001",
+        "channels_jwt.E007",
+        "channels_jwt.E014",
+        "channels_jwt.E018",
+    ]
+
+
+def test_query_source_gives_an_info_with_a_hint() -> None:
+    messages = run_checks({"SIGNING_KEY": HS_KEY})
+    assert [message.id for message in messages] == ["channels_jwt.I001"]
+    (info,) = messages
+    assert info.level == checks.INFO
+    assert "RedactTokens" in info.hint
+
+
+def test_no_query_source_gives_no_info() -> None:
+    assert run_checks({**BASE, "TOKEN_SOURCES": ["subprotocol", "header"]}) == []
+
+
+def test_serious_keeps_errors_and_drops_warnings_and_infos() -> None:
+    messages = run_checks({"SIGNING_KEY": settings.SECRET_KEY, "LEEWAY": 61})
+    assert {message.id for message in messages} == {
+        "channels_jwt.W002",
+        "channels_jwt.E014",
+        "channels_jwt.I001",
+    }
+    assert [message.id for message in serious(messages)] == ["channels_jwt.E014"]
+
+
+# -- every id is unique and tested ---------------------------------------------------------------
+
+
+def _emitted_ids() -> dict[str, set[str]]:
+    """Map each check id in checks.py to the functions that emit it."""
+    emitters: dict[str, set[str]] = {}
+    tree = ast.parse(CHECKS_SOURCE)
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef) or function.name == "_error":
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Call):
+                continue
+            if isinstance(node.func, ast.Name) and node.func.id == "_error":
+                number = node.args[0]
+                assert isinstance(number, ast.Constant)
+                check_id = f"E{number.value:03d}"
+            else:
+                ids = [kw.value for kw in node.keywords if kw.arg == "id"]
+                if not ids:
+                    continue
+                assert isinstance(ids[0], ast.Constant)
+                check_id = ids[0].value.removeprefix("channels_jwt.")
+            emitters.setdefault(check_id, set()).add(function.name)
+    return emitters
+
+
+def test_source_parsing_finds_every_id() -> None:
+    numbers = {f"E{int(n):03d}" for n in re.findall(r"_error\(\s*(\d+)", CHECKS_SOURCE)}
+    others = set(re.findall(r"channels_jwt\.([WI]\d{3})", CHECKS_SOURCE))
+    assert set(_emitted_ids()) == numbers | others
+    assert len(numbers) >= 20
+
+
+def test_each_check_id_is_emitted_by_one_function_only() -> None:
+    shared = {check_id: names for check_id, names in _emitted_ids().items() if len(names) > 1}
+    assert shared == {}
+
+
+def test_error_ids_are_numbered_without_gaps() -> None:
+    numbers = sorted(int(check_id[1:]) for check_id in _emitted_ids() if check_id[0] == "E")
+    assert numbers == list(range(1, len(numbers) + 1))
+
+
+def test_every_check_id_is_tested_here() -> None:
+    own = Path(__file__).read_text()
+    untested = [check_id for check_id in _emitted_ids() if not re.search(rf'[".]{check_id}"', own)]
+    assert untested == []
+
+
+# -- per-instance overrides ------------------------------------------------------------------------
+
+
+def test_overrides_are_checked() -> None:
+    with override_settings(CHANNELS_JWT=BASE):
+        messages = check_settings(Settings({"ALGORITHMS": ["HS256", "none"]}))
+    only(messages, "channels_jwt.E004")
+
+
+def test_overrides_win_over_the_project_settings() -> None:
+    with override_settings(CHANNELS_JWT={**BASE, "LEEWAY": 600}):
+        assert problems(check_settings(Settings({"LEEWAY": 5}))) == []
+
+
+def test_override_with_an_unknown_key_warns() -> None:
+    with override_settings(CHANNELS_JWT=BASE):
+        message = only(check_settings(Settings({"LEEWAYS": 5})), "channels_jwt.W001")
+    assert message.hint == "Did you mean 'LEEWAY'?"
+
+
+def test_override_does_not_touch_the_project_settings() -> None:
+    with override_settings(CHANNELS_JWT=BASE):
+        check_settings(Settings({"REJECT_MODE": "refuse"}))
+        assert problems(check_settings(Settings())) == []
+
+
+# -- manage.py check and registration -----------------------------------------------------------
+
+
+def test_manage_py_check_fails_on_bad_settings() -> None:
+    with (
+        override_settings(CHANNELS_JWT={**BASE, "LEEWAY": 3600}),
+        pytest.raises(SystemCheckError, match=r"channels_jwt\.E014"),
+    ):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+def test_manage_py_check_passes_with_the_test_settings() -> None:
+    stdout, stderr = StringIO(), StringIO()
+    call_command("check", stdout=stdout, stderr=stderr)
+    assert "channels_jwt.I001" in stderr.getvalue()
+    assert "channels_jwt.E" not in stdout.getvalue() + stderr.getvalue()
+
+
+def test_manage_py_check_with_the_security_tag_runs_the_checks() -> None:
+    with (
+        override_settings(CHANNELS_JWT={**BASE, "ALGORITHMS": ["none"]}),
+        pytest.raises(SystemCheckError, match=r"channels_jwt\.E004"),
+    ):
+        call_command("check", tags=["security"], stdout=StringIO(), stderr=StringIO())
+
+
+def test_check_is_registered_by_the_installed_app() -> None:
+    assert "channels_jwt" in settings.INSTALLED_APPS
+    assert check_project_settings in registry.get_checks()
+    assert check_project_settings.tags == (checks.Tags.security,)  # type: ignore[attr-defined]
+
+
+def test_register_returns_the_project_check() -> None:
+    assert register() is check_project_settings
+    assert list(registry.get_checks()).count(check_project_settings) == 1
+
+
+def test_app_config_is_the_default_for_the_package() -> None:
+    from django.apps import apps
+
+    assert type(apps.get_app_config("channels_jwt")) is ChannelsJWTConfig
+
+
+REGISTRATION_SCRIPT = """
+import sys
+import django
+from django.conf import settings
+
+apps = ["django.contrib.auth", "django.contrib.contenttypes"] + sys.argv[1:]
+settings.configure(INSTALLED_APPS=apps, SECRET_KEY="s" * 50)
+django.setup()
+import channels_jwt
+import channels_jwt.checks
+from django.core.checks.registry import registry
+
+print(channels_jwt.checks.check_project_settings in registry.get_checks())
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra_apps", "registered"),
+    [
+        pytest.param([], "False", id="not-installed"),
+        pytest.param(["channels_jwt"], "True", id="installed"),
+    ],
+)
+def test_check_is_registered_only_when_the_app_is_installed(
+    extra_apps: list[str], registered: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", REGISTRATION_SCRIPT, *extra_apps],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == registered
+
+
+# -- simplejwt defaults ----------------------------------------------------------------------------
+
+
+def test_simplejwt_default_signing_key_is_secret_key_and_warns() -> None:
+    with override_settings(CHANNELS_JWT={}):
+        assert Settings().SIGNING_KEY == settings.SECRET_KEY
+        only(run_checks({}), "channels_jwt.W002")
+
+
+def test_simplejwt_default_applies_without_any_channels_jwt_setting() -> None:
+    with override_settings():
+        del settings.CHANNELS_JWT
+        messages = check_settings(Settings())
+    only(messages, "channels_jwt.W002")
+
+
+def test_explicit_signing_key_wins_over_simplejwt() -> None:
+    assert problems(run_checks({"SIGNING_KEY": HS_KEY})) == []
+
+
+def test_simplejwt_rs256_without_keys_needs_a_verifying_key_and_a_pem_private_key() -> None:
+    # simplejwt signs RS256 with its SIGNING_KEY, which defaults to SECRET_KEY: not a PEM.
+    with override_settings(SIMPLE_JWT={"ALGORITHM": "RS256"}):
+        assert problems(run_checks({})) == ["channels_jwt.E008", "channels_jwt.E013"]
+
+
+def test_simplejwt_signing_key_is_frozen_when_simplejwt_is_imported() -> None:
+    # simplejwt evaluates settings.SECRET_KEY once, at import: overriding SECRET_KEY later
+    # leaves its SIGNING_KEY (and so ours) at the old value, which is no longer SECRET_KEY.
+    frozen = simplejwt_settings.DEFAULTS["SIGNING_KEY"]
+    assert frozen == settings.SECRET_KEY
+    with override_settings(CHANNELS_JWT={}, SECRET_KEY="another-secret-key-" + "x" * 50):
+        assert frozen == Settings().SIGNING_KEY
+        assert problems(check_settings(Settings())) == []
