@@ -72,7 +72,7 @@ def key_fits(algorithm: str, key: PublicKey | PrivateKey) -> bool:
         return isinstance(key, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey) and (
             isinstance(key.curve, EC_CURVES[algorithm])
         )
-    return isinstance(
+    return algorithm in EDDSA_ALGORITHMS and isinstance(
         key,
         ed25519.Ed25519PublicKey
         | ed25519.Ed25519PrivateKey

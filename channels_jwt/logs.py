@@ -8,37 +8,48 @@ handlers; Python does not apply a parent logger's filters to records of its chil
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 MASK = "[redacted]"
+DEFAULT_PARAM = "token"
+
+
+@functools.lru_cache(maxsize=8)
+def _param_value(param: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![A-Za-z0-9_.~%-])({re.escape(param)}=)[^&\s\"'#]*")
 
 
 class RedactTokens(logging.Filter):
     """Mask the token query parameter's value and anything shaped like a JWT.
 
-    ``param`` is the query parameter to mask; by default ``CHANNELS_JWT["QUERY_PARAM"]``
-    (``"token"``), read when the filter is created.
+    ``param`` is the query parameter to mask; by default ``CHANNELS_JWT["QUERY_PARAM"]``,
+    looked up when a record is filtered (logging is often configured before Django's
+    settings are loaded), or ``"token"`` while the settings cannot be read.
     """
 
     def __init__(self, name: str = "", param: str | None = None) -> None:
         super().__init__(name)
-        self.param = param or _configured_param()
-        self._param_value = re.compile(
-            rf"(?<![A-Za-z0-9_.~%-])({re.escape(self.param)}=)[^&\s\"'#]*"
-        )
+        self.param = param
 
     def redact(self, text: str) -> str:
         """``text`` with every token value replaced by ``[redacted]``."""
-        text = self._param_value.sub(rf"\g<1>{MASK}", text)
+        text = _param_value(self.param or _configured_param()).sub(rf"\g<1>{MASK}", text)
         return _JWT.sub(MASK, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the message and its arguments in place; never drops a record."""
+        """Redact the message and its arguments in place; never drops a record.
+
+        With arguments, the message is a format string: only JWT-shaped text is masked in it,
+        so a placeholder such as ``token=%s`` survives and its argument is redacted instead.
+        """
         if isinstance(record.msg, str):
-            record.msg = self.redact(record.msg)
+            record.msg = _JWT.sub(MASK, record.msg) if record.args else self.redact(record.msg)
         if isinstance(record.args, tuple):
             record.args = tuple(self._redacted_arg(arg) for arg in record.args)
         elif isinstance(record.args, dict):
@@ -50,12 +61,10 @@ class RedactTokens(logging.Filter):
 
 
 def _configured_param() -> str:
-    from django.conf import settings
+    from channels_jwt.conf import settings
 
-    if settings.configured:
-        from channels_jwt.conf import settings as channels_jwt_settings
-
-        param = channels_jwt_settings.value("QUERY_PARAM")
-        if isinstance(param, str) and param:
-            return param
-    return "token"
+    try:
+        param = settings.value("QUERY_PARAM")
+    except ImproperlyConfigured:
+        return DEFAULT_PARAM
+    return param if isinstance(param, str) and param else DEFAULT_PARAM

@@ -174,9 +174,9 @@ class TokenVerifier:
             token_type = claims.get(rules.token_type_claim)
             if not isinstance(token_type, str) or token_type not in rules.token_types:
                 raise TokenInvalid("wrong token type")
-        if rules.max_lifetime is not None and "exp" in claims:
-            issued = claims.get("iat")
-            if issued is None or claims["exp"] - issued > rules.max_lifetime:
+        if rules.max_lifetime is not None:
+            expires, issued = claims.get("exp"), claims.get("iat")
+            if expires is None or issued is None or expires - issued > rules.max_lifetime:
                 raise TokenInvalid("token lifetime exceeds MAX_TOKEN_LIFETIME")
 
 
@@ -192,6 +192,8 @@ def translate(exc: jwt.PyJWTError) -> AuthenticationFailed:
         return TokenInvalid("audience mismatch")
     if isinstance(exc, jwt.InvalidIssuerError):
         return TokenInvalid("issuer mismatch")
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return TokenInvalid("signature verification failed")
     if isinstance(exc, jwt.DecodeError):
         return TokenMalformed("token could not be decoded")
     return TokenInvalid(f"token rejected ({type(exc).__name__})")
