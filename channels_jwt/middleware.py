@@ -22,6 +22,7 @@ from channels_jwt.conf import Settings, activated
 from channels_jwt.conf import settings as project_settings
 from channels_jwt.connection import JWTConnection
 from channels_jwt.exceptions import (
+    AuthenticationFailed,
     ChannelsJWTError,
     ResolverError,
     TokenMissing,
@@ -110,12 +111,16 @@ class JWTAuthMiddleware:
     async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline: Pipeline | None = None
         extraction: Extraction | None = None
+        failure: ChannelsJWTError
         try:
             pipeline = self.settings.derived("pipeline", self._build_pipeline)
             extraction = extract_token(scope, pipeline.extraction)
             inner_scope = _without_credential(scope, extraction)
             await _identify(pipeline, extraction, inner_scope)
+        except AuthenticationFailed as exc:
+            failure = exc
         except ChannelsJWTError as exc:
+            logger.warning("WebSocket authentication unavailable: %s", exc)
             failure = exc
         except ImproperlyConfigured as exc:
             logger.error("channels_jwt is misconfigured: %s", exc)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from channels_jwt.exceptions import AuthenticationFailed, ChannelsJWTError, TokenMissing
+from channels_jwt.exceptions import ChannelsJWTError, TokenMissing
 
 logger = logging.getLogger("channels_jwt")
 
@@ -94,13 +94,8 @@ def _truncated(reason: str) -> str:
 def log_rejection(
     scope: Mapping[str, Any], failure: ChannelsJWTError, code: int, source: str | None
 ) -> None:
-    """One line per rejection: reason, code, source, path (never the query) and client.
-
-    INFO for rejected credentials; WARNING for failures on the server's side (4503).
-    """
-    level = logging.INFO if isinstance(failure, AuthenticationFailed) else logging.WARNING
-    logger.log(
-        level,
+    """One INFO line per rejection: reason, code, source, path (never the query) and client."""
+    logger.info(
         "WebSocket authentication failed: %s (%s) code=%s source=%s path=%s client=%s",
         failure.reason,
         failure,

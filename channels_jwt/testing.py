@@ -45,23 +45,29 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         subprotocols: list[str] | None = None,
         origin: str = "http://localhost",
     ) -> None:
-        settings = active_settings()
-        headers = list(headers or [])
-        subprotocols = list(subprotocols or [])
+        super().__init__(
+            application, path, headers=list(headers or []), subprotocols=list(subprotocols or [])
+        )
         if token is not None:
-            if transport == "subprotocol":
-                subprotocols += [settings.SUBPROTOCOL, token]
-            elif transport == "query":
-                separator = "&" if "?" in path else "?"
-                path = f"{path}{separator}{settings.QUERY_PARAM}={quote(token)}"
-            elif transport == "header":
-                headers.append((b"authorization", f"{settings.HEADER_SCHEME} {token}".encode()))
-            elif transport == "cookie":
-                headers.append((b"cookie", f"{settings.COOKIE_NAME}={token}".encode()))
-                headers.append((b"origin", origin.encode()))
-            else:
-                raise ValueError(f"unknown transport {transport!r}")
-        super().__init__(application, path, headers=headers, subprotocols=subprotocols)
+            self._present(token, transport, origin)
+
+    def _present(self, token: str, transport: str, origin: str) -> None:
+        settings = active_settings()
+        scope = self.scope
+        if transport == "subprotocol":
+            scope["subprotocols"] += [settings.SUBPROTOCOL, token]
+        elif transport == "query":
+            field = f"{settings.QUERY_PARAM}={quote(token)}".encode()
+            scope["query_string"] = b"&".join(filter(None, [scope["query_string"], field]))
+        elif transport == "header":
+            scope["headers"].append(
+                (b"authorization", f"{settings.HEADER_SCHEME} {token}".encode())
+            )
+        elif transport == "cookie":
+            scope["headers"].append((b"cookie", f"{settings.COOKIE_NAME}={token}".encode()))
+            scope["headers"].append((b"origin", origin.encode()))
+        else:
+            raise ValueError(f"unknown transport {transport!r}")
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
         """Connect; ``(True, subprotocol)`` if accepted, ``(False, close_code)`` if refused.

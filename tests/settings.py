@@ -22,3 +22,5 @@ CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 # A dedicated random key, as the checks recommend (never SECRET_KEY).
 CHANNELS_JWT = {"SIGNING_KEY": "k" * 16 + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMN"}
 LOGGING_CONFIG = None
+# The user fixtures set passwords; PBKDF2's real cost would dominate the run.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

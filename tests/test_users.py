@@ -1,0 +1,526 @@
+"""User resolution: database_user, token_user/TokenUser, canonical ids, custom resolvers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connection, models
+from django.test.utils import CaptureQueriesContext
+
+from channels_jwt import JWTAuthMiddleware, TokenInvalid, UserRejected
+from channels_jwt.users import (
+    INTEGER_FIELDS,
+    TokenUser,
+    UserCache,
+    canonical_user_id,
+    database_user,
+    token_user,
+)
+from tests.conftest import RecordingApp, claims_for, hs_token
+
+User = get_user_model()
+
+
+def configure(settings: Any, **keys: Any) -> None:
+    """Add ``keys`` to the project's ``CHANNELS_JWT``."""
+    settings.CHANNELS_JWT = {**settings.CHANNELS_JWT, **keys}
+
+
+def resolve(resolver: Any, claims: dict[str, Any]) -> Any:
+    """Run an async resolver from a sync test: its queries then run on this thread."""
+    return async_to_sync(resolver)(claims, {"type": "websocket"})
+
+
+# database_user
+
+
+def test_database_user_is_one_query(user: Any) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        found = resolve(database_user, {"user_id": str(user.pk)})
+    assert found == user
+    assert len(queries) == 1
+
+
+def test_database_user_accepts_an_integer_claim(user: Any) -> None:
+    assert resolve(database_user, {"user_id": user.pk}) == user
+
+
+def test_database_user_rejects_an_inactive_user(inactive_user: Any) -> None:
+    with pytest.raises(UserRejected) as raised:
+        resolve(database_user, {"user_id": str(inactive_user.pk)})
+    assert str(raised.value) == "user not found or inactive"
+
+
+def test_database_user_rejects_an_unknown_user(user: Any) -> None:
+    with pytest.raises(UserRejected) as raised:
+        resolve(database_user, {"user_id": str(user.pk + 1000)})
+    assert str(raised.value) == "user not found or inactive"
+
+
+def test_database_user_rejects_a_bad_id_without_a_query(user: Any) -> None:
+    with CaptureQueriesContext(connection) as queries, pytest.raises(TokenInvalid):
+        resolve(database_user, {"user_id": "1 OR 1=1"})
+    assert len(queries) == 0
+
+
+def test_database_user_rejects_a_missing_id_claim(user: Any) -> None:
+    with pytest.raises(TokenInvalid):
+        resolve(database_user, {"sub": str(user.pk)})
+
+
+def test_database_user_by_username(user: Any, settings: Any) -> None:
+    configure(settings, USER_ID_FIELD="username")
+    with CaptureQueriesContext(connection) as queries:
+        found = resolve(database_user, {"user_id": "alice"})
+    assert found == user
+    assert len(queries) == 1
+
+
+def test_database_user_by_username_is_exact(user: Any, settings: Any) -> None:
+    configure(settings, USER_ID_FIELD="username")
+    with pytest.raises(UserRejected):
+        resolve(database_user, {"user_id": "ALICE"})
+
+
+def test_database_user_by_a_custom_claim(user: Any, settings: Any) -> None:
+    configure(settings, USER_ID_CLAIM="sub")
+    assert resolve(database_user, {"sub": str(user.pk)}) == user
+
+
+def test_database_user_rejects_a_non_unique_match(settings: Any, db: None) -> None:
+    # A non-unique USER_ID_FIELD (a misconfiguration) must not pick one of the users.
+    User.objects.create(username="sam1", first_name="Sam")
+    User.objects.create(username="sam2", first_name="Sam")
+    configure(settings, USER_ID_FIELD="first_name")
+    with pytest.raises(UserRejected):
+        resolve(database_user, {"user_id": "Sam"})
+
+
+def test_database_user_by_a_non_unique_field_with_one_match(settings: Any, db: None) -> None:
+    sam = User.objects.create(username="sam1", first_name="Sam")
+    configure(settings, USER_ID_FIELD="first_name")
+    assert resolve(database_user, {"user_id": "Sam"}) == sam
+
+
+def test_user_id_field_naming_a_relation_is_a_configuration_error(settings: Any, db: None) -> None:
+    # No installed user model has a reverse relation; Permission (reverse "group", from
+    # Group.permissions) stands in for a user model whose USER_ID_FIELD names one.
+    settings.AUTH_USER_MODEL = "auth.Permission"
+    configure(settings, USER_ID_FIELD="group")
+    with pytest.raises(ImproperlyConfigured) as raised:
+        resolve(database_user, {"user_id": "1"})
+    assert str(raised.value) == "USER_ID_FIELD 'group' is a relation, not a field"
+
+
+# USER_CACHE_SECONDS
+
+
+def test_user_cache_serves_the_second_lookup_without_a_query(user: Any, settings: Any) -> None:
+    configure(settings, USER_CACHE_SECONDS=60)
+    first = resolve(database_user, {"user_id": str(user.pk)})
+    with CaptureQueriesContext(connection) as queries:
+        second = resolve(database_user, {"user_id": str(user.pk)})
+    assert len(queries) == 0
+    assert second == first == user
+
+
+def test_user_cache_returns_a_copy(user: Any, settings: Any) -> None:
+    configure(settings, USER_CACHE_SECONDS=60)
+    first = resolve(database_user, {"user_id": str(user.pk)})
+    second = resolve(database_user, {"user_id": str(user.pk)})
+    second.first_name = "Mallory"
+    third = resolve(database_user, {"user_id": str(user.pk)})
+    assert first is not second
+    assert second is not third
+    assert third.first_name == ""
+
+
+def test_user_cache_entries_expire(user: Any, settings: Any) -> None:
+    configure(settings, USER_CACHE_SECONDS=0.05)
+    resolve(database_user, {"user_id": str(user.pk)})
+    time.sleep(0.06)
+    with CaptureQueriesContext(connection) as queries:
+        resolve(database_user, {"user_id": str(user.pk)})
+    assert len(queries) == 1
+
+
+def test_user_cache_does_not_keep_rejections(inactive_user: Any, settings: Any) -> None:
+    configure(settings, USER_CACHE_SECONDS=60)
+    with pytest.raises(UserRejected):
+        resolve(database_user, {"user_id": str(inactive_user.pk)})
+    with CaptureQueriesContext(connection) as queries, pytest.raises(UserRejected):
+        resolve(database_user, {"user_id": str(inactive_user.pk)})
+    assert len(queries) == 1
+
+
+def test_user_cache_is_off_by_default(user: Any) -> None:
+    resolve(database_user, {"user_id": str(user.pk)})
+    with CaptureQueriesContext(connection) as queries:
+        resolve(database_user, {"user_id": str(user.pk)})
+    assert len(queries) == 1
+
+
+def test_user_cache_is_dropped_when_settings_change(user: Any, settings: Any) -> None:
+    configure(settings, USER_CACHE_SECONDS=60)
+    resolve(database_user, {"user_id": str(user.pk)})
+    configure(settings, USER_CACHE_SECONDS=30)
+    with CaptureQueriesContext(connection) as queries:
+        resolve(database_user, {"user_id": str(user.pk)})
+    assert len(queries) == 1
+
+
+def test_user_cache_evicts_the_oldest_entry() -> None:
+    cache = UserCache(60, max_entries=2)
+    for key in ("a", "b", "c"):
+        cache.put(("auth.user", "id", key), key)
+    assert cache.get(("auth.user", "id", "a")) is None
+    assert cache.get(("auth.user", "id", "b")) == "b"
+    assert cache.get(("auth.user", "id", "c")) == "c"
+
+
+def test_user_cache_put_refreshes_an_entry() -> None:
+    cache = UserCache(60, max_entries=2)
+    cache.put(("auth.user", "id", "a"), "a")
+    cache.put(("auth.user", "id", "b"), "b")
+    cache.put(("auth.user", "id", "a"), "a2")
+    cache.put(("auth.user", "id", "c"), "c")
+    assert cache.get(("auth.user", "id", "a")) == "a2"
+    assert cache.get(("auth.user", "id", "b")) is None
+
+
+def test_user_cache_entry_is_stale_once_its_time_has_passed() -> None:
+    cache = UserCache(0)
+    cache.put(("auth.user", "id", 1), "alice")
+    assert cache.get(("auth.user", "id", 1)) is None
+
+
+def test_user_cache_miss() -> None:
+    assert UserCache(60).get(("auth.user", "id", 1)) is None
+
+
+# token_user / TokenUser
+
+
+def test_token_user_makes_no_query(db: None) -> None:
+    with CaptureQueriesContext(connection) as queries:
+        found = resolve(token_user, claims_for(42))
+    assert isinstance(found, TokenUser)
+    assert len(queries) == 0
+
+
+def test_token_user_pk_is_typed_like_the_user_model_pk() -> None:
+    assert User._meta.pk.get_internal_type() in INTEGER_FIELDS
+    found = resolve(token_user, claims_for("42"))
+    assert (found.pk, found.id) == (42, 42)
+    assert type(found.pk) is int
+
+
+def test_token_user_pk_for_a_big_auto_field() -> None:
+    big = models.BigAutoField(primary_key=True)
+    assert canonical_user_id(str(2**62), big) == 2**62
+
+
+def test_token_user_rejects_a_bad_id() -> None:
+    with pytest.raises(TokenInvalid):
+        resolve(token_user, claims_for("01"))
+
+
+def test_token_user_reads_username_and_staff_from_claims() -> None:
+    found = resolve(token_user, claims_for(1, username="carol", is_staff=True, is_superuser=True))
+    assert (found.username, found.get_username()) == ("carol", "carol")
+    assert (found.is_staff, found.is_superuser) == (True, True)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        pytest.param({}, id="absent"),
+        pytest.param({"username": 5, "is_staff": "true", "is_superuser": 1}, id="wrong-types"),
+    ],
+)
+def test_token_user_defaults_without_proper_claims(claims: dict[str, Any]) -> None:
+    found = TokenUser(1, claims)
+    assert (found.username, found.is_staff, found.is_superuser) == ("", False, False)
+
+
+def test_token_user_flags() -> None:
+    found = TokenUser(1, {})
+    assert (found.is_active, found.is_authenticated, found.is_anonymous) == (True, True, False)
+
+
+def test_token_user_keeps_the_claims_read_only() -> None:
+    claims = claims_for(1)
+    found = TokenUser(1, claims)
+    assert found.claims == claims
+    with pytest.raises(TypeError):
+        found.claims["user_id"] = "2"  # type: ignore[index]
+
+
+def test_token_user_equality() -> None:
+    assert TokenUser(1, {"username": "a"}) == TokenUser(1, {"username": "b"})
+    assert TokenUser(1, {}) != TokenUser(2, {})
+    assert TokenUser(1, {}) != 1
+    assert hash(TokenUser(1, {})) == hash(TokenUser(1, {"x": 1}))
+
+
+def test_token_user_has_no_permissions() -> None:
+    found = TokenUser(1, {"is_superuser": True})
+    assert found.has_perm("auth.view_user") is False
+    assert found.has_perms(["auth.view_user"]) is False
+    assert found.has_module_perms("auth") is False
+
+
+@pytest.mark.parametrize(
+    ("claims", "text"),
+    [
+        pytest.param({"username": "carol"}, "carol", id="username"),
+        pytest.param({}, "TokenUser 7", id="no-username"),
+    ],
+)
+def test_token_user_str(claims: dict[str, Any], text: str) -> None:
+    assert str(TokenUser(7, claims)) == text
+
+
+def test_token_user_repr() -> None:
+    assert repr(TokenUser(7, {})) == "<TokenUser pk=7>"
+
+
+# canonical_user_id
+
+INTEGER_PK = User._meta.pk
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(1, 1, id="int"),
+        pytest.param("1", 1, id="str"),
+        pytest.param(0, 0, id="zero"),
+        pytest.param("-5", -5, id="negative-str"),
+        pytest.param(2**63 - 1, 2**63 - 1, id="int64-max"),
+        pytest.param(str(-(2**63)), -(2**63), id="int64-min-str"),
+    ],
+)
+def test_integer_id_accepts(value: Any, expected: int) -> None:
+    result = canonical_user_id(value, INTEGER_PK)
+    assert result == expected
+    assert type(result) is int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(True, id="true"),
+        pytest.param(False, id="false"),
+        pytest.param(1.0, id="float-1.0"),
+        pytest.param(1.9, id="float-1.9"),
+        pytest.param(" 1 ", id="spaces"),
+        pytest.param("1\n", id="newline"),
+        pytest.param("01", id="leading-zero"),
+        pytest.param("+1", id="plus"),
+        pytest.param("1e3", id="exponent"),
+        pytest.param("\uff11", id="full-width"),
+        pytest.param("\u0661", id="arabic-indic"),
+        pytest.param("1 OR 1=1", id="sql"),
+        pytest.param({"id": 1}, id="dict"),
+        pytest.param([1], id="list"),
+        pytest.param(None, id="none"),
+        pytest.param("", id="empty"),
+        pytest.param(2**63, id="int64-overflow"),
+        pytest.param(-(2**63) - 1, id="int64-underflow"),
+        pytest.param(str(2**63), id="int64-overflow-str"),
+        pytest.param("9" * 20, id="twenty-digits"),
+    ],
+)
+def test_integer_id_rejects(value: Any) -> None:
+    with pytest.raises(TokenInvalid):
+        canonical_user_id(value, INTEGER_PK)
+
+
+UUID_FIELD = models.UUIDField()
+SAMPLE_UUID = "12345678-1234-5678-1234-567812345678"
+
+
+@pytest.mark.parametrize(
+    "value", [pytest.param(SAMPLE_UUID, id="lower"), pytest.param(SAMPLE_UUID.upper(), id="upper")]
+)
+def test_uuid_id_accepts_the_canonical_form(value: str) -> None:
+    assert canonical_user_id(value, UUID_FIELD) == uuid.UUID(SAMPLE_UUID)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(SAMPLE_UUID.replace("-", ""), id="no-hyphens"),
+        pytest.param("{" + SAMPLE_UUID + "}", id="braces"),
+        pytest.param("urn:uuid:" + SAMPLE_UUID, id="urn"),
+        pytest.param(" " + SAMPLE_UUID, id="space"),
+        pytest.param(uuid.UUID(SAMPLE_UUID), id="uuid-object"),
+        pytest.param(uuid.UUID(SAMPLE_UUID).int, id="integer"),
+        pytest.param("", id="empty"),
+    ],
+)
+def test_uuid_id_rejects(value: Any) -> None:
+    with pytest.raises(TokenInvalid):
+        canonical_user_id(value, UUID_FIELD)
+
+
+CHAR_FIELD = models.CharField(max_length=8)
+
+
+@pytest.mark.parametrize(
+    "value", [pytest.param("alice", id="short"), pytest.param("a" * 8, id="max-length")]
+)
+def test_char_id_accepts(value: str) -> None:
+    assert canonical_user_id(value, CHAR_FIELD) == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("a\x00b", id="nul"),
+        pytest.param("\ud800", id="lone-surrogate"),
+        pytest.param("a" * 9, id="too-long"),
+        pytest.param(5, id="integer"),
+        pytest.param(None, id="none"),
+        pytest.param(["alice"], id="list"),
+    ],
+)
+def test_char_id_rejects(value: Any) -> None:
+    with pytest.raises(TokenInvalid):
+        canonical_user_id(value, CHAR_FIELD)
+
+
+def test_text_id_without_max_length_accepts_long_values() -> None:
+    assert canonical_user_id("x" * 1000, models.TextField()) == "x" * 1000
+
+
+DECIMAL_FIELD = models.DecimalField(max_digits=10, decimal_places=0)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [pytest.param("12", Decimal(12), id="str"), pytest.param(12, Decimal(12), id="int")],
+)
+def test_other_field_types_go_through_to_python(value: Any, expected: Any) -> None:
+    assert canonical_user_id(value, DECIMAL_FIELD) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("twelve", id="invalid-str"),
+        pytest.param(1.5, id="float"),
+        pytest.param(True, id="bool"),
+        pytest.param(None, id="none"),
+    ],
+)
+def test_other_field_types_reject(value: Any) -> None:
+    with pytest.raises(TokenInvalid):
+        canonical_user_id(value, DECIMAL_FIELD)
+
+
+# Custom resolvers, through the middleware.
+
+
+async def resolve_by_username_claim(claims: Any, scope: Any) -> Any:
+    return await User.objects.aget(username=claims["username"])
+
+
+def resolve_by_username_claim_sync(claims: Any, scope: Any) -> Any:
+    # The ORM raises SynchronousOnlyOperation if this runs on the event loop.
+    return User.objects.get(username=claims["username"])
+
+
+class ScopeRecordingResolver:
+    """An object with an ``async def __call__`` that records the scope it is given."""
+
+    def __init__(self) -> None:
+        self.scopes: list[Any] = []
+
+    async def __call__(self, claims: Any, scope: Any) -> Any:
+        self.scopes.append(scope)
+        return TokenUser(claims["user_id"], claims)
+
+
+class SyncResolverObject:
+    """An object with a plain ``__call__`` that notes whether it runs on the event loop."""
+
+    def __init__(self) -> None:
+        self.on_event_loop: bool | None = None
+
+    def __call__(self, claims: Any, scope: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            self.on_event_loop = False
+        else:
+            self.on_event_loop = True
+        return TokenUser(int(claims["user_id"]), claims)
+
+
+async def connect_with(resolver: Any, claims: dict[str, Any]) -> tuple[Any, RecordingApp]:
+    inner = RecordingApp()
+    app = JWTAuthMiddleware(inner, settings={"USER_RESOLVER": resolver})
+    communicator = WebsocketCommunicator(
+        app, "/ws/?room=1", subprotocols=["access_token", hs_token(claims)]
+    )
+    connected, _ = await communicator.connect()
+    assert connected
+    closed = not await communicator.receive_nothing()
+    detail = await communicator.receive_output() if closed else None
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+    await communicator.wait()
+    return detail, inner
+
+
+@pytest.mark.parametrize(
+    "resolver",
+    [
+        pytest.param("tests.test_users.resolve_by_username_claim", id="async-dotted-path"),
+        pytest.param("tests.test_users.resolve_by_username_claim_sync", id="sync-dotted-path"),
+        pytest.param(resolve_by_username_claim, id="async-function"),
+        pytest.param(resolve_by_username_claim_sync, id="sync-function"),
+    ],
+)
+async def test_custom_resolver(resolver: Any, user: Any) -> None:
+    closed, inner = await connect_with(resolver, claims_for(user.pk, username="alice"))
+    assert closed is None
+    assert inner.scopes[0]["user"] == user
+
+
+async def test_custom_resolver_that_raises_closes_with_4503(user: Any) -> None:
+    closed, inner = await connect_with(
+        resolve_by_username_claim, claims_for(user.pk, username="nobody")
+    )
+    assert closed == {"type": "websocket.close", "code": 4503, "reason": "auth_unavailable"}
+    assert not inner.called
+
+
+async def test_custom_resolver_sees_the_scope_without_the_token(user: Any) -> None:
+    resolver = ScopeRecordingResolver()
+    claims = claims_for(user.pk)
+    closed, _ = await connect_with(resolver, claims)
+    assert closed is None
+    (scope,) = resolver.scopes
+    assert scope["subprotocols"] == []
+    assert scope["query_string"] == b"room=1"
+    assert hs_token(claims) not in repr(scope)
+
+
+async def test_sync_resolver_object_runs_off_the_event_loop(transactional_db: None) -> None:
+    resolver = SyncResolverObject()
+    closed, inner = await connect_with(resolver, claims_for(3))
+    assert closed is None
+    assert inner.scopes[0]["user"] == TokenUser(3, {})
+    assert resolver.on_event_loop is False
