@@ -106,12 +106,11 @@ def _from_subprotocols(
 ) -> tuple[str | None, list[str]]:
     if len(subprotocols) > MAX_SUBPROTOCOLS:
         raise TokenMalformed("too many subprotocols offered")
-    positions = [i for i, value in enumerate(subprotocols) if value == rules.subprotocol]
-    if not positions:
+    if rules.subprotocol not in subprotocols:
         return None, subprotocols
-    if len(positions) > 1:
-        raise TokenMalformed("subprotocol marker offered more than once")
-    marker_at = positions[0]
+    if len(set(subprotocols)) != len(subprotocols):
+        raise TokenMalformed("a subprotocol offered more than once")
+    marker_at = subprotocols.index(rules.subprotocol)
     token = subprotocols[marker_at + 1] if marker_at + 1 < len(subprotocols) else ""
     remaining = subprotocols[:marker_at] + subprotocols[marker_at + 2 :]
     return _checked(token, rules), remaining

@@ -128,7 +128,7 @@ class TokenVerifier:
             if name in header:
                 raise TokenMalformed(f"unsupported header parameter {name!r}")
         kid = header.get("kid")
-        if kid is not None and not isinstance(kid, str):
+        if "kid" in header and not isinstance(kid, str):
             raise TokenMalformed("kid is not a string")
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP):
