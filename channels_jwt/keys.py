@@ -98,9 +98,7 @@ def load_public_key(value: Any) -> PublicKey:
         return _sized(value)
     if isinstance(value, _PRIVATE_TYPES):
         raise UnusableKey("a private key was given where a public key is expected")
-    if not isinstance(value, str | bytes):
-        raise UnusableKey(f"expected a PEM string, got {type(value).__name__}")
-    pem = value.encode() if isinstance(value, str) else value
+    pem = _pem_bytes(value)
     if b"PRIVATE KEY" in pem:
         raise UnusableKey("a private key was given where a public key is expected")
     try:
@@ -116,9 +114,7 @@ def load_private_key(value: Any) -> PrivateKey:
     """Parse an unencrypted PEM private key (or accept a ``cryptography`` private key object)."""
     if isinstance(value, _PRIVATE_TYPES):
         return _sized(value)
-    if not isinstance(value, str | bytes):
-        raise UnusableKey(f"expected a PEM string, got {type(value).__name__}")
-    pem = value.encode() if isinstance(value, str) else value
+    pem = _pem_bytes(value)
     try:
         key = load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
@@ -126,6 +122,12 @@ def load_private_key(value: Any) -> PrivateKey:
     if not isinstance(key, _PRIVATE_TYPES):
         raise UnusableKey(f"unsupported key type {type(key).__name__}")
     return _sized(key)
+
+
+def _pem_bytes(value: Any) -> bytes:
+    if not isinstance(value, str | bytes):
+        raise UnusableKey(f"expected a PEM string, got {type(value).__name__}")
+    return value.encode() if isinstance(value, str) else value
 
 
 def _sized(key: _KeyT) -> _KeyT:

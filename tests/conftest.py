@@ -89,6 +89,40 @@ def hs_token(claims: dict[str, Any], *, key: str = HS_KEY, headers: Any = None) 
     return jwt.encode(claims, key, algorithm="HS256", headers=headers)
 
 
+def websocket_scope(
+    path: str = "/ws/chat/",
+    *,
+    query_string: bytes = b"",
+    subprotocols: Any = (),
+    headers: Any = (),
+    **extra: Any,
+) -> dict[str, Any]:
+    """A WebSocket scope as uvicorn builds it; offered subprotocols also appear as a header.
+
+    Everything is passed through as given, so tests can inject raw bytes and odd strings.
+    """
+    offered = list(subprotocols)
+    all_headers = [(b"host", b"testserver"), *headers]
+    if offered:
+        joined = ", ".join(offered).encode("utf-8", "surrogatepass")
+        all_headers.append((b"sec-websocket-protocol", joined))
+    return {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 5000),
+        "root_path": "",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query_string,
+        "headers": all_headers,
+        "subprotocols": offered,
+        **extra,
+    }
+
+
 @dataclass
 class RecordingApp:
     """An inner ASGI app that records each scope, accepts, and echoes frames back."""

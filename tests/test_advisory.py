@@ -64,7 +64,7 @@ from django.test.utils import CaptureQueriesContext
 from jwt.algorithms import RSAAlgorithm
 
 from channels_jwt import JWTAuthMiddleware
-from tests.conftest import HS_KEY, Keys, RecordingApp, claims_for, public_pem
+from tests.conftest import HS_KEY, Keys, RecordingApp, claims_for, public_pem, websocket_scope
 
 MARKER = "access_token"
 PATH = "/ws/chat/"
@@ -992,27 +992,14 @@ def ws_scope(
     query_string: bytes = b"",
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> dict[str, Any]:
-    """A WebSocket scope as an ASGI server builds it (raw bytes allowed everywhere)."""
-    offered = list(subprotocols or [])
-    all_headers = [(b"host", b"testserver"), *(headers or [])]
-    if offered:
-        joined = ", ".join(offered).encode("utf-8", "surrogatepass")
-        all_headers.append((b"sec-websocket-protocol", joined))
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "server": ("testserver", 80),
-        "client": ("203.0.113.7", 50000),
-        "root_path": "",
-        "path": PATH,
-        "raw_path": PATH.encode(),
-        "query_string": query_string,
-        "headers": all_headers,
-        "subprotocols": offered,
-        "extensions": {},
-    }
+    """A WebSocket scope on ``PATH`` (raw bytes allowed everywhere)."""
+    return websocket_scope(
+        PATH,
+        query_string=query_string,
+        subprotocols=subprotocols or (),
+        headers=headers or (),
+        extensions={},
+    )
 
 
 def query(*fields: bytes) -> bytes:
