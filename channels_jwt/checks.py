@@ -23,6 +23,7 @@ from channels_jwt.conf import DEFAULTS, Settings
 from channels_jwt.conf import settings as project_settings
 from channels_jwt.exceptions import REASONS, CloseCode
 from channels_jwt.extract import SOURCES
+from channels_jwt.jwks import is_allowed_jwks_url
 from channels_jwt.keys import (
     HMAC_KEY_BYTES,
     SUPPORTED_ALGORITHMS,
@@ -34,6 +35,7 @@ from channels_jwt.keys import (
 )
 
 MAX_LEEWAY_SECONDS = 60
+MAX_JWKS_TIMEOUT = 30
 MAX_TOKEN_BYTES_LIMIT = 65536
 REJECT_MODES = ("close", "deny")
 _SUBPROTOCOL_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -129,11 +131,47 @@ def _algorithms(value: Any, messages: list[Message]) -> tuple[str, ...]:
 
 
 def _keys(settings: Settings, algorithms: tuple[str, ...]) -> list[Message]:
+    jwk_url = settings.value("JWK_URL")
     if is_hmac(algorithms[0]):
-        return _hmac_key(settings.value("SIGNING_KEY"), algorithms)
+        messages = _hmac_key(settings.value("SIGNING_KEY"), algorithms)
+        if jwk_url:
+            messages.append(
+                _error(
+                    31,
+                    "CHANNELS_JWT JWK_URL is set but ALGORITHMS are HMAC algorithms.",
+                    "Keys from a JWKS are public keys: allow the identity provider's algorithm "
+                    '(e.g. ["RS256"]). Shared (oct) keys from a JWKS are never used.',
+                )
+            )
+        return messages
+    if jwk_url:
+        return _jwks(settings, jwk_url) + _private_key(
+            settings.value("PRIVATE_KEY"), algorithms, None
+        )
     messages = _verifying_key(settings.value("VERIFYING_KEY"), algorithms)
     verifying_keys = None if messages else VerifyingKeys.parse(settings.value("VERIFYING_KEY"))
     return messages + _private_key(settings.value("PRIVATE_KEY"), algorithms, verifying_keys)
+
+
+def _jwks(settings: Settings, jwk_url: Any) -> list[Message]:
+    messages: list[Message] = []
+    if not is_allowed_jwks_url(jwk_url):
+        messages.append(
+            _error(
+                29,
+                "CHANNELS_JWT JWK_URL must be an https URL (http only to a loopback host).",
+                "Keys fetched over plain http could be replaced by anyone on the path.",
+            )
+        )
+    if settings.value("VERIFYING_KEY"):
+        messages.append(
+            checks.Warning(
+                "CHANNELS_JWT VERIFYING_KEY is ignored because JWK_URL is set.",
+                hint="Keys come from the JWKS only; remove VERIFYING_KEY (or JWK_URL).",
+                id="channels_jwt.W004",
+            )
+        )
+    return messages
 
 
 def _hmac_key(key: Any, algorithms: tuple[str, ...]) -> list[Message]:
@@ -176,9 +214,9 @@ def _verifying_key(value: Any, algorithms: tuple[str, ...]) -> list[Message]:
         return [
             _error(
                 8,
-                "CHANNELS_JWT has no VERIFYING_KEY for its asymmetric algorithms.",
+                "CHANNELS_JWT has no VERIFYING_KEY or JWK_URL for its asymmetric algorithms.",
                 "Set VERIFYING_KEY to the issuer's PEM public key (or a list, or a "
-                "{kid: pem} map).",
+                "{kid: pem} map), or JWK_URL to its JWKS endpoint.",
             )
         ]
     try:
@@ -298,7 +336,7 @@ def _numbers(settings: Settings) -> list[Message]:
                 "The default, 8192, fits every realistic access token.",
             )
         )
-    for name in ("MAX_TOKEN_LIFETIME", "USER_CACHE_SECONDS"):
+    for name in ("MAX_TOKEN_LIFETIME", "USER_CACHE_SECONDS", "JWKS_CACHE_SECONDS"):
         value = settings.value(name)
         if value is not None and not _is_seconds(value):
             messages.append(
@@ -308,6 +346,16 @@ def _numbers(settings: Settings) -> list[Message]:
                     f"For example {name!r}: 300.",
                 )
             )
+    timeout = settings.value("JWKS_TIMEOUT_SECONDS")
+    if not _is_seconds(timeout) or not 0 < settings.JWKS_TIMEOUT_SECONDS <= MAX_JWKS_TIMEOUT:
+        messages.append(
+            _error(
+                30,
+                f"CHANNELS_JWT JWKS_TIMEOUT_SECONDS must be more than 0 and at most "
+                f"{MAX_JWKS_TIMEOUT} seconds.",
+                "Handshakes that need a new key wait this long at most; a few seconds is plenty.",
+            )
+        )
     return messages
 
 

@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "SIGNING_KEY": None,
     "VERIFYING_KEY": None,
     "PRIVATE_KEY": None,
+    "JWK_URL": None,
+    "JWKS_CACHE_SECONDS": 300,
+    "JWKS_TIMEOUT_SECONDS": 5,
     "AUDIENCE": None,
     "ISSUER": None,
     "LEEWAY": 0,
@@ -60,6 +63,7 @@ SIMPLEJWT_KEYS = frozenset(
         "SIGNING_KEY",
         "VERIFYING_KEY",
         "PRIVATE_KEY",
+        "JWK_URL",
         "AUDIENCE",
         "ISSUER",
         "LEEWAY",
@@ -167,6 +171,18 @@ class Settings:
     @property
     def PRIVATE_KEY(self) -> Any:
         return self.value("PRIVATE_KEY")
+
+    @property
+    def JWK_URL(self) -> str | None:
+        return self.value("JWK_URL") or None
+
+    @property
+    def JWKS_CACHE_SECONDS(self) -> float:
+        return seconds(self.value("JWKS_CACHE_SECONDS")) or 0
+
+    @property
+    def JWKS_TIMEOUT_SECONDS(self) -> float:
+        return seconds(self.value("JWKS_TIMEOUT_SECONDS")) or 0
 
     @property
     def AUDIENCE(self) -> str | list[str] | None:

@@ -199,7 +199,7 @@ async def _identify(pipeline: Pipeline, extraction: Extraction, scope: Scope) ->
         scope["user"] = AnonymousUser()
         scope["jwt"] = None
         return
-    claims = pipeline.verifier.verify(extraction.token)
+    claims = await pipeline.verifier.averify(extraction.token)
     if pipeline.is_revoked is not None:
         try:
             revoked = await pipeline.is_revoked(claims)

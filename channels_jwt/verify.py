@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from channels_jwt.exceptions import (
     TokenInvalid,
     TokenMalformed,
 )
+from channels_jwt.jwks import JWKSKeys
 from channels_jwt.keys import (
     PublicKey,
     UnusableKey,
@@ -51,6 +52,7 @@ class VerificationRules:
     algorithms: tuple[str, ...]
     hmac_secret: bytes | None
     verifying_keys: VerifyingKeys | None
+    jwks: JWKSKeys | None
     audience: str | list[str] | None
     issuer: str | list[str] | None
     leeway: float
@@ -82,9 +84,16 @@ class TokenVerifier:
         algorithms = settings.ALGORITHMS
         secret: bytes | None = None
         keys: VerifyingKeys | None = None
+        jwks: JWKSKeys | None = None
         try:
             if is_hmac(algorithms[0]):
                 secret = hmac_secret(settings.SIGNING_KEY or b"", algorithms)
+            elif settings.JWK_URL:
+                jwks = JWKSKeys(
+                    settings.JWK_URL,
+                    cache_seconds=settings.JWKS_CACHE_SECONDS,
+                    timeout=settings.JWKS_TIMEOUT_SECONDS,
+                )
             else:
                 keys = VerifyingKeys.parse(settings.VERIFYING_KEY)
         except UnusableKey as exc:
@@ -99,6 +108,7 @@ class TokenVerifier:
                 algorithms=algorithms,
                 hmac_secret=secret,
                 verifying_keys=keys,
+                jwks=jwks,
                 audience=settings.AUDIENCE,
                 issuer=settings.ISSUER,
                 leeway=settings.LEEWAY,
@@ -111,7 +121,30 @@ class TokenVerifier:
         )
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Return the verified claims of ``token`` or raise an ``AuthenticationFailed``."""
+        """Return the verified claims of ``token`` or raise an ``AuthenticationFailed``.
+
+        For verifiers with static keys only; a JWKS verifier must use :meth:`averify`.
+        """
+        algorithm, kid = self._inspect(token)
+        if self.rules.jwks is not None:
+            raise ImproperlyConfigured("a JWKS verifier must be called with averify()")
+        return self._verified(token, algorithm, self._static_keys(algorithm, kid))
+
+    async def averify(self, token: str) -> dict[str, Any]:
+        """Like :meth:`verify`; JWKS keys are fetched off the event loop when needed.
+
+        Raises :class:`KeyUnavailable` when the JWKS cannot provide a key for the token.
+        """
+        algorithm, kid = self._inspect(token)
+        jwks = self.rules.jwks
+        if jwks is None:
+            keys = self._static_keys(algorithm, kid)
+        else:
+            keys = await jwks.candidates(algorithm, kid)
+        return self._verified(token, algorithm, keys)
+
+    def _inspect(self, token: str) -> tuple[str, str | None]:
+        """The structural and header checks, before any key is looked up: (alg, kid)."""
         rules = self.rules
         if len(token) > rules.max_token_bytes:
             raise TokenMalformed("token larger than MAX_TOKEN_BYTES")
@@ -136,19 +169,20 @@ class TokenVerifier:
         for claim in _TIME_CLAIMS:
             if claim in payload and not _is_numeric_date(payload[claim]):
                 raise TokenInvalid(f"{claim} is not a NumericDate")
+        return algorithm, kid
 
-        claims = self._decode(token, algorithm, kid)
-        self._check_type_and_lifetime(claims)
-        return claims
-
-    def _decode(self, token: str, algorithm: str, kid: str | None) -> dict[str, Any]:
+    def _static_keys(self, algorithm: str, kid: str | None) -> Sequence[bytes | PublicKey]:
         rules = self.rules
-        keys: list[bytes] | list[PublicKey]
         if rules.hmac_secret is not None:
-            keys = [rules.hmac_secret]
-        else:
-            assert rules.verifying_keys is not None
-            keys = rules.verifying_keys.candidates(algorithm, kid)
+            return [rules.hmac_secret]
+        assert rules.verifying_keys is not None
+        return rules.verifying_keys.candidates(algorithm, kid)
+
+    def _verified(
+        self, token: str, algorithm: str, keys: Sequence[bytes | PublicKey]
+    ) -> dict[str, Any]:
+        """Decode with the first key whose signature matches; then type and lifetime."""
+        rules = self.rules
         if not keys:
             raise TokenInvalid("no configured key matches the token")
         for key in keys:
@@ -165,6 +199,7 @@ class TokenVerifier:
                 continue
             except jwt.PyJWTError as exc:
                 raise translate(exc) from exc
+            self._check_type_and_lifetime(claims)
             return claims
         raise TokenInvalid("signature verification failed")
 

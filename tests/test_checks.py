@@ -206,6 +206,13 @@ BAD_SETTINGS = [
     pytest.param({**BASE, "AUDIENCE": 5}, "E028", id="E028-audience-int"),
     pytest.param({**BASE, "AUDIENCE": []}, "E028", id="E028-audience-empty-list"),
     pytest.param({**BASE, "ISSUER": ["a", 2]}, "E028", id="E028-issuer-list-non-string"),
+    pytest.param(
+        {**BASE, "JWK_URL": "https://idp.example/jwks.json"}, "E031", id="E031-jwks-with-hmac"
+    ),
+    pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": 0}, "E030", id="E030-zero"),
+    pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": 31}, "E030", id="E030-too-long"),
+    pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": "5"}, "E030", id="E030-string"),
+    pytest.param({**BASE, "JWKS_CACHE_SECONDS": "300"}, "E022", id="E022-jwks-cache-string"),
     pytest.param({**BASE, "ALGORITHM": "HS256"}, "W001", id="W001-typo"),
     pytest.param({**BASE, "JWT_SECRET": "x"}, "W001", id="W001-unrelated"),
     pytest.param({**BASE, "SIGNING_KEY": settings.SECRET_KEY}, "W002", id="W002-secret-key"),
@@ -331,6 +338,30 @@ BAD_KEYS: list[Any] = [
         "W003",
         id="W003-private-key-not-among-verifying-keys",
     ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "JWK_URL": "http://idp.example/jwks.json"},
+        "E029",
+        id="E029-http-not-loopback",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "JWK_URL": "file:///etc/jwks.json"},
+        "E029",
+        id="E029-file-scheme",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "JWK_URL": ["https://idp.example/jwks.json"]},
+        "E029",
+        id="E029-not-a-string",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "JWK_URL": "https://idp.example/jwks.json",
+            "VERIFYING_KEY": public_pem(k.rsa),
+        },
+        "W004",
+        id="W004-verifying-key-ignored",
+    ),
 ]
 
 
@@ -375,6 +406,8 @@ GOOD_SETTINGS = [
     pytest.param({**BASE, "USER_CACHE_SECONDS": None}, id="E022-cache-none"),
     pytest.param({**BASE, "TOKEN_TYPE_CLAIM": None, "TOKEN_TYPES": []}, id="E023-types-disabled"),
     pytest.param({**BASE, "ALLOW_ANONYMOUS": True}, id="E025-true"),
+    pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": timedelta(seconds=2)}, id="E030-timedelta"),
+    pytest.param({**BASE, "JWKS_CACHE_SECONDS": 60}, id="E022-jwks-cache"),
     pytest.param({**BASE, "REQUIRED_CLAIMS": ("exp", "iat", "jti")}, id="E026-tuple"),
     pytest.param({**BASE, "TOKEN_TYPE_CLAIM": None}, id="E027-type-claim-none"),
     pytest.param({**BASE, "USER_ID_CLAIM": "sub"}, id="E027-sub"),
@@ -392,6 +425,26 @@ def test_valid_setting_gives_no_error_or_warning(config: dict[str, Any]) -> None
 
 
 GOOD_KEYS: list[Any] = [
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["RS256"], "JWK_URL": "https://idp.example/.well-known/jwks.json"},
+        id="E029-https",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["ES256"], "JWK_URL": "http://127.0.0.1:8080/jwks.json"},
+        id="E029-http-loopback-ip",
+    ),
+    pytest.param(
+        lambda k: {"ALGORITHMS": ["EdDSA"], "JWK_URL": "http://localhost/jwks"},
+        id="E029-http-localhost",
+    ),
+    pytest.param(
+        lambda k: {
+            "ALGORITHMS": ["RS256"],
+            "JWK_URL": "http://[::1]:9000/jwks",
+            "PRIVATE_KEY": private_pem(k.rsa),
+        },
+        id="E029-http-ipv6-loopback-with-private-key",
+    ),
     pytest.param(
         lambda k: {"ALGORITHMS": ["RS256"], "VERIFYING_KEY": public_pem(k.rsa)}, id="E010-rsa-2048"
     ),

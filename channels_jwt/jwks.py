@@ -1,0 +1,176 @@
+"""Verification keys from an identity provider's JWKS endpoint (``JWK_URL``).
+
+PyJWT's ``PyJWKClient`` fetches and parses the key set (https, no redirects, a short
+timeout). Around it, :class:`JWKSKeys` keeps the last key set that was fetched successfully,
+so that:
+
+- handshakes never wait on the network for a key they already know: lookups read that
+  snapshot on the event loop, and a snapshot older than ``JWKS_CACHE_SECONDS`` is refreshed in
+  the background while it keeps serving;
+- fetches run in a single worker thread of their own, never on the event loop and never in
+  Channels' database thread, so a slow endpoint delays nobody but the handshakes that need a
+  key nobody has yet;
+- a token with an unknown ``kid`` triggers one refetch, and unknown ``kid`` floods cause at
+  most one fetch per :data:`REFETCH_COOLDOWN_SECONDS`;
+- while the endpoint is down, keys already known keep working; a key that cannot be obtained
+  is a :class:`KeyUnavailable` (4503), never a rejection of a token that may be fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import math
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from jwt import PyJWK, PyJWKClient, PyJWTError
+
+from channels_jwt.exceptions import KeyUnavailable
+from channels_jwt.keys import PublicKey, UnusableKey, key_fits, load_public_key
+
+logger = logging.getLogger("channels_jwt")
+
+#: Minimum time between two fetches caused by unknown ``kid`` values.
+REFETCH_COOLDOWN_SECONDS = 30.0
+
+
+def is_allowed_jwks_url(url: Any) -> bool:
+    """Whether ``url`` may serve keys: https, or http to a loopback host only."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    if parts.scheme == "https":
+        return True
+    return parts.scheme == "http" and _is_loopback(host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class JWK:
+    """One usable public key from the set, with the algorithm it is bound to (if any)."""
+
+    kid: str | None
+    key: PublicKey
+    algorithm: str | None
+
+    def verifies(self, algorithm: str) -> bool:
+        """Whether this key may verify a token signed with ``algorithm``."""
+        return (self.algorithm in (None, algorithm)) and key_fits(algorithm, self.key)
+
+
+def usable_keys(jwk_set: Any) -> tuple[JWK, ...]:
+    """The signing keys of a JWKS document that channels_jwt can use.
+
+    Keys meant for encryption (``use`` other than ``sig``), symmetric or private keys, keys
+    PyJWT cannot parse and RSA keys under 2048 bits are left out; the rest of the set still
+    counts.
+    """
+    entries = jwk_set.get("keys") if isinstance(jwk_set, Mapping) else None
+    usable: list[JWK] = []
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        alg = entry.get("alg")
+        try:
+            key = load_public_key(PyJWK(entry).key)
+        except (PyJWTError, UnusableKey, ValueError, TypeError, KeyError):
+            continue
+        usable.append(
+            JWK(
+                kid if isinstance(kid, str) else None,
+                key,
+                alg if isinstance(alg, str) else None,
+            )
+        )
+    return tuple(usable)
+
+
+class JWKSKeys:
+    """A JWKS endpoint as a source of verification keys (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_seconds: float,
+        timeout: float,
+        cooldown: float = REFETCH_COOLDOWN_SECONDS,
+    ) -> None:
+        self.url = url
+        self.cache_seconds = cache_seconds
+        self.cooldown = cooldown
+        self._client = PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="channels-jwt-jwks")
+        weakref.finalize(self, self._executor.shutdown, wait=False)
+        self._keys: tuple[JWK, ...] | None = None
+        self._fresh_until = 0.0
+        self._last_attempt = -math.inf
+        self._last_attempt_failed = False
+        self._background = threading.Lock()
+
+    async def candidates(self, algorithm: str, kid: str | None) -> list[PublicKey]:
+        """The keys that may verify a token signed with ``algorithm`` and naming ``kid``.
+
+        Raises :class:`KeyUnavailable` when the key set cannot be obtained and no known key
+        answers for ``kid``.
+        """
+        keys = self._keys
+        now = time.monotonic()
+        if keys is not None and now >= self._fresh_until:
+            self._refresh_in_background()
+        if keys is None or (not _named(keys, kid) and now - self._last_attempt >= self.cooldown):
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._fetch, now)
+            keys = self._keys
+        if keys is None or (not _named(keys, kid) and self._last_attempt_failed):
+            raise KeyUnavailable(f"JWKS at {self.url} unavailable and no key known for the token")
+        return [jwk.key for jwk in _named(keys, kid) if jwk.verifies(algorithm)]
+
+    def _refresh_in_background(self) -> None:
+        if not self._background.acquire(blocking=False):
+            return
+        future = self._executor.submit(self._fetch, time.monotonic())
+        future.add_done_callback(lambda _: self._background.release())
+
+    def _fetch(self, requested_at: float) -> None:
+        """Fetch the key set unless a fetch started after ``requested_at`` (worker thread)."""
+        if self._last_attempt >= requested_at:
+            return
+        self._last_attempt = time.monotonic()
+        try:
+            keys = usable_keys(self._client.fetch_data())
+        except (PyJWTError, ValueError, OSError) as exc:
+            self._last_attempt_failed = True
+            logger.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
+            return
+        self._keys = keys
+        self._fresh_until = time.monotonic() + self.cache_seconds
+        self._last_attempt_failed = False
+
+
+def _named(keys: tuple[JWK, ...], kid: str | None) -> tuple[JWK, ...]:
+    if kid is None:
+        return keys
+    return tuple(jwk for jwk in keys if jwk.kid == kid)
