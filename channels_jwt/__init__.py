@@ -20,6 +20,7 @@ from channels_jwt.exceptions import (
     UserRejected,
 )
 from channels_jwt.middleware import JWTAuthMiddleware, JWTAuthMiddlewareStack
+from channels_jwt.revocation import adisconnect_user, arevoke_token, disconnect_user, revoke_token
 from channels_jwt.tokens import issue_token
 
 __all__ = [
@@ -36,6 +37,10 @@ __all__ = [
     "TokenMissing",
     "TokenRevoked",
     "UserRejected",
+    "adisconnect_user",
+    "arevoke_token",
+    "disconnect_user",
     "issue_token",
+    "revoke_token",
 ]
 __version__ = "0.1.0"

@@ -68,6 +68,7 @@ def check_settings(settings: Settings) -> list[Message]:
     messages += _sources(settings)
     messages += _user_and_hooks(settings)
     messages += _rejection(settings)
+    messages += _revocation(settings)
     return messages
 
 
@@ -365,14 +366,15 @@ def _is_string_list(value: Any) -> bool:
 
 def _value_types(settings: Settings) -> list[Message]:
     messages: list[Message] = []
-    if not isinstance(settings.value("ALLOW_ANONYMOUS"), bool):
-        messages.append(
-            _error(
-                25,
-                "CHANNELS_JWT ALLOW_ANONYMOUS must be True or False.",
-                'A string such as "false" would be true; use the Python booleans.',
+    for name in ("ALLOW_ANONYMOUS", "CLOSE_ON_EXPIRY", "LIVE_REVOCATION"):
+        if not isinstance(settings.value(name), bool):
+            messages.append(
+                _error(
+                    25,
+                    f"CHANNELS_JWT {name} must be True or False.",
+                    'A string such as "false" would be true; use the Python booleans.',
+                )
             )
-        )
     for name in ("REQUIRED_CLAIMS", "TOKEN_TYPES"):
         if not _is_string_list(settings.value(name)):
             messages.append(
@@ -536,6 +538,31 @@ def _rejection(settings: Settings) -> list[Message]:
                 f"CHANNELS_JWT CLOSE_CODES has invalid entries {bad!r}.",
                 f"Map reasons ({', '.join(sorted(reasons))}) to codes from 3000 to 4999 "
                 f"(daphne refuses others). Defaults: {', '.join(str(c.value) for c in CloseCode)}.",
+            )
+        )
+    return messages
+
+
+def _revocation(settings: Settings) -> list[Message]:
+    messages: list[Message] = []
+    if settings.value("LIVE_REVOCATION") is True and not getattr(
+        django_settings, "CHANNEL_LAYERS", None
+    ):
+        messages.append(
+            _error(
+                32,
+                "CHANNELS_JWT LIVE_REVOCATION needs a channel layer, but CHANNEL_LAYERS is empty.",
+                "Configure channels_redis (or another layer every server process shares); "
+                "the in-memory layer only reaches sockets of the same process.",
+            )
+        )
+    alias = settings.value("REVOCATION_CACHE")
+    if not isinstance(alias, str) or alias not in getattr(django_settings, "CACHES", {}):
+        messages.append(
+            _error(
+                33,
+                f"CHANNELS_JWT REVOCATION_CACHE {alias!r} is not an alias in CACHES.",
+                "Name the cache every server process shares (Redis in production).",
             )
         )
     return messages

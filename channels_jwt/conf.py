@@ -52,6 +52,9 @@ DEFAULTS: dict[str, Any] = {
     "USER_RESOLVER": "channels_jwt.users.database_user",
     "USER_CACHE_SECONDS": 0,
     "REVOCATION_CHECK": None,
+    "REVOCATION_CACHE": "default",
+    "CLOSE_ON_EXPIRY": True,
+    "LIVE_REVOCATION": False,
     "REJECT_MODE": "close",
     "CLOSE_CODES": {},
 }
@@ -261,6 +264,18 @@ class Settings:
     @property
     def REVOCATION_CHECK(self) -> Callable[..., Any] | None:
         return _callable(self.value("REVOCATION_CHECK"))
+
+    @property
+    def REVOCATION_CACHE(self) -> str:
+        return self.value("REVOCATION_CACHE")  # type: ignore[no-any-return]
+
+    @property
+    def CLOSE_ON_EXPIRY(self) -> bool:
+        return bool(self.value("CLOSE_ON_EXPIRY"))
+
+    @property
+    def LIVE_REVOCATION(self) -> bool:
+        return bool(self.value("LIVE_REVOCATION"))
 
     @property
     def REJECT_MODE(self) -> str:

@@ -1,26 +1,61 @@
-"""The object an authenticated connection finds in ``scope["jwt"]``."""
+"""An authenticated connection: ``scope["jwt"]``, and the guard that keeps it honest.
+
+:class:`JWTConnection` is what a consumer sees. :class:`ConnectionGuard` sits between the
+inner application and the server for the life of the socket: it names the marker subprotocol
+in the accept, closes the socket with 4440 when the token expires (a loop timer, plus a check
+of every incoming message for servers that only flush a timer's close when the client next
+sends), closes it with 4441 when the token or user is revoked live, and with 4503 when the
+channel layer that carries revocations dies.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from channels_jwt.exceptions import CloseCode, TokenInvalid
+from channels_jwt.live import LiveSubscription
+
+if TYPE_CHECKING:
+    from channels_jwt.pipeline import Pipeline, Scope
+
+logger = logging.getLogger("channels_jwt")
+
+Message = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def naming_marker(message: Message, marker: str | None) -> Message:
+    """``message`` with the marker as subprotocol, if it is an accept that names none."""
+    if marker and message["type"] == "websocket.accept" and not message.get("subprotocol"):
+        return {**message, "subprotocol": marker}
+    return message
 
 
 class JWTConnection:
-    """What the middleware verified for this connection (read-only).
+    """What the middleware verified for this connection.
 
     ``claims`` is the verified payload, ``source`` where the token came from
-    (``"subprotocol"``, ``"query"``, ``"header"`` or ``"cookie"``) and ``expires_at`` the
-    token's ``exp`` as an aware UTC ``datetime`` (``None`` if the token has no ``exp``).
+    (``"subprotocol"``, ``"query"``, ``"header"`` or ``"cookie"``), ``expires_at`` the token's
+    ``exp`` as an aware UTC ``datetime`` (``None`` without ``exp``). After the middleware
+    itself closed the socket, ``close_code`` and ``close_reason`` say why (servers report
+    different disconnect codes to the application); they are ``None`` otherwise.
     """
 
-    __slots__ = ("_claims", "_source")
+    __slots__ = ("_claims", "_close_code", "_close_reason", "_guard", "_source")
 
     def __init__(self, claims: Mapping[str, Any], source: str) -> None:
         self._claims: Mapping[str, Any] = MappingProxyType(dict(claims))
         self._source = source
+        self._close_code: int | None = None
+        self._close_reason: str | None = None
+        self._guard: ConnectionGuard | None = None
 
     @property
     def claims(self) -> Mapping[str, Any]:
@@ -38,5 +73,162 @@ class JWTConnection:
         exp = self._claims.get("exp")
         return None if exp is None else datetime.fromtimestamp(exp, tz=timezone.utc)
 
+    @property
+    def close_code(self) -> int | None:
+        """The code the middleware closed the socket with, if it did."""
+        return self._close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The reason the middleware closed the socket with, if it did."""
+        return self._close_reason
+
+    async def refresh(self, token: str) -> None:
+        """Replace the connection's token with ``token``, verified like the first one.
+
+        The new token must pass the same pipeline (signature, claims, revocation, user) and
+        name the same user. On success ``claims`` and ``expires_at`` change and the expiry
+        timer is re-armed. On failure the ``AuthenticationFailed`` subclass is raised and
+        the connection is left as it was: the consumer decides, e.g. with
+        ``await self.close(code=exc.close_code)``.
+        """
+        if self._guard is None:
+            raise RuntimeError("this connection is not guarded by JWTAuthMiddleware")
+        await self._guard.refresh(token)
+
     def __repr__(self) -> str:
         return f"<JWTConnection source={self._source!r} expires_at={self.expires_at}>"
+
+
+class ConnectionGuard:
+    """Watches one authenticated connection for expiry and revocation (see module docs)."""
+
+    def __init__(
+        self,
+        connection: JWTConnection,
+        *,
+        pipeline: Pipeline,
+        scope: Scope,
+        user_pk: Any,
+        receive: Receive,
+        send: Send,
+        marker: str | None,
+    ) -> None:
+        self.connection = connection
+        self.pipeline = pipeline
+        self.scope = scope
+        self.user_pk = user_pk
+        self._receive = receive
+        self._send = send
+        self._marker = marker
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._closed = False
+        self._subscription: LiveSubscription | None = None
+        connection._guard = self
+
+    async def start(self) -> None:
+        """Join the live-revocation groups when ``LIVE_REVOCATION`` is on."""
+        if self.pipeline.live_revocation:
+            self._subscription = LiveSubscription(self._revoked, self._layer_failed)
+            await self._subscription.join(self.user_pk, self.connection.claims)
+
+    async def stop(self) -> None:
+        """Cancel the timer and leave the groups; called when the application returns."""
+        self._cancel_timer()
+        if self._subscription is not None:
+            await self._subscription.leave()
+            self._subscription = None
+
+    async def receive(self) -> Message:
+        """The application's ``receive``: no message passes once the token has expired."""
+        while True:
+            message = await self._receive()
+            if message["type"] == "websocket.disconnect":
+                self._cancel_timer()
+                return message
+            if self._closed:
+                continue
+            if message["type"] == "websocket.receive" and self._expired():
+                await self.close(CloseCode.TOKEN_EXPIRED, "token_expired")
+                continue
+            return message
+
+    async def send(self, message: Message) -> None:
+        """The application's ``send``: names the marker on accept and arms the timer."""
+        kind = message["type"]
+        if self._closed:
+            return  # the middleware closed the socket; later frames have nowhere to go
+        if kind == "websocket.accept":
+            await self._send(naming_marker(message, self._marker))
+            self._arm_timer()
+            return
+        if kind == "websocket.close":
+            self._cancel_timer()
+        await self._send(message)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the socket from the middleware's side and record why (once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel_timer()
+        code = self.pipeline.close_codes.get(reason, code)
+        self.connection._close_code = code
+        self.connection._close_reason = reason
+        logger.info(
+            "WebSocket closed by channels_jwt: %s code=%s path=%s",
+            reason,
+            code,
+            self.scope.get("path", ""),
+        )
+        try:
+            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except Exception as exc:  # the server may already have gone away
+            logger.debug("Closing the socket failed: %s", type(exc).__name__)
+
+    async def refresh(self, token: str) -> None:
+        """Verify ``token`` through the pipeline, require the same user, swap the claims."""
+        claims, user = await self.pipeline.authenticate(token, self.scope)
+        if getattr(user, "pk", None) != self.user_pk:
+            raise TokenInvalid("refresh token names another user")
+        old_claims = self.connection.claims
+        if self._subscription is not None:
+            await self._subscription.replace_token(old_claims, claims)
+        self.connection._claims = MappingProxyType(dict(claims))
+        if self._timer is not None:
+            self._cancel_timer()
+            self._arm_timer()
+
+    def _deadline(self) -> float | None:
+        exp = self.connection.claims.get("exp")
+        if exp is None or not self.pipeline.close_on_expiry:
+            return None
+        return float(exp) + self.pipeline.leeway
+
+    def _expired(self) -> bool:
+        deadline = self._deadline()
+        return deadline is not None and time.time() >= deadline
+
+    def _arm_timer(self) -> None:
+        deadline = self._deadline()
+        if deadline is None or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, deadline - time.time())
+        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._closing = asyncio.create_task(self.close(CloseCode.TOKEN_EXPIRED, "token_expired"))
+
+    async def _revoked(self) -> None:
+        await self.close(CloseCode.TOKEN_REVOKED, "token_revoked")
+
+    async def _layer_failed(self) -> None:
+        await self.close(CloseCode.AUTH_UNAVAILABLE, "auth_unavailable")

@@ -9,30 +9,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt import signals
-from channels_jwt.checks import check_settings, serious
 from channels_jwt.conf import Settings, activated
 from channels_jwt.conf import settings as project_settings
-from channels_jwt.connection import JWTConnection
-from channels_jwt.exceptions import (
-    AuthenticationFailed,
-    ChannelsJWTError,
-    ResolverError,
-    TokenMissing,
-    TokenRevoked,
-    UserRejected,
-)
-from channels_jwt.extract import Extraction, ExtractionRules, extract_token
-from channels_jwt.origins import is_trusted_origin
+from channels_jwt.connection import ConnectionGuard, JWTConnection, naming_marker
+from channels_jwt.exceptions import AuthenticationFailed, ChannelsJWTError, TokenMissing
+from channels_jwt.extract import Extraction, extract_token
+from channels_jwt.pipeline import Pipeline
 from channels_jwt.rejection import close_code, log_rejection, send_rejection
-from channels_jwt.verify import TokenVerifier
 
 logger = logging.getLogger("channels_jwt")
 
@@ -41,53 +30,6 @@ Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _CREDENTIAL_HEADERS = frozenset({b"authorization", b"cookie", b"sec-websocket-protocol"})
-
-
-@dataclass(frozen=True)
-class Pipeline:
-    """Everything one handshake needs, built from settings once and cached."""
-
-    extraction: ExtractionRules
-    verifier: TokenVerifier
-    resolve_user: Callable[[Mapping[str, Any], Scope], Awaitable[Any]]
-    is_revoked: Callable[[Mapping[str, Any]], Awaitable[bool]] | None
-    allow_anonymous: bool
-    reject_mode: str
-    close_codes: Mapping[str, int]
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Pipeline:
-        """Validate ``settings`` (the system checks) and build the pipeline."""
-        errors = serious(check_settings(settings))
-        if errors:
-            raise ImproperlyConfigured(f"{errors[0].id}: {errors[0].msg}")
-        revocation_check = settings.REVOCATION_CHECK
-        return cls(
-            extraction=ExtractionRules(
-                sources=settings.TOKEN_SOURCES,
-                subprotocol=settings.SUBPROTOCOL,
-                query_param=settings.QUERY_PARAM,
-                header_scheme=settings.HEADER_SCHEME,
-                cookie_name=settings.COOKIE_NAME,
-                max_token_bytes=settings.MAX_TOKEN_BYTES,
-                trusted_origin=is_trusted_origin,
-            ),
-            verifier=TokenVerifier.from_settings(
-                settings, require_jti=revocation_check is not None
-            ),
-            resolve_user=as_async(settings.USER_RESOLVER),
-            is_revoked=None if revocation_check is None else as_async(revocation_check),
-            allow_anonymous=settings.ALLOW_ANONYMOUS,
-            reject_mode=settings.REJECT_MODE,
-            close_codes=dict(settings.CLOSE_CODES),
-        )
-
-
-def as_async(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-    """Return ``function`` if it is async, else run it in channels' database thread."""
-    if iscoroutinefunction(function) or iscoroutinefunction(type(function).__call__):
-        return function
-    return database_sync_to_async(function)  # type: ignore[no-any-return]
 
 
 class JWTAuthMiddleware:
@@ -111,12 +53,13 @@ class JWTAuthMiddleware:
     async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline: Pipeline | None = None
         extraction: Extraction | None = None
+        guard: ConnectionGuard | None = None
         failure: ChannelsJWTError
         try:
-            pipeline = self.settings.derived("pipeline", self._build_pipeline)
+            pipeline = Pipeline.for_settings(self.settings)
             extraction = extract_token(scope, pipeline.extraction)
             inner_scope = _without_credential(scope, extraction)
-            await _identify(pipeline, extraction, inner_scope)
+            guard = await _identify(pipeline, extraction, inner_scope, receive, send)
         except AuthenticationFailed as exc:
             failure = exc
         except ChannelsJWTError as exc:
@@ -133,21 +76,24 @@ class JWTAuthMiddleware:
             )
             failure = ChannelsJWTError(f"unexpected {type(exc).__name__}")
         else:
-            connection = inner_scope["jwt"]
-            if connection is not None:
-                await _send_signal(
-                    signals.authenticated,
-                    inner_scope,
-                    user=inner_scope["user"],
-                    claims=connection.claims,
-                    source=connection.source,
-                )
-            await self.inner(inner_scope, receive, _echoing_marker(send, extraction, pipeline))
+            if guard is None:
+                marker = pipeline.extraction.subprotocol if extraction.marker_offered else None
+                await self.inner(inner_scope, receive, _naming_marker(send, marker))
+                return
+            connection = guard.connection
+            await _send_signal(
+                signals.authenticated,
+                inner_scope,
+                user=inner_scope["user"],
+                claims=connection.claims,
+                source=connection.source,
+            )
+            try:
+                await self.inner(inner_scope, guard.receive, guard.send)
+            finally:
+                await guard.stop()
             return
         await self._reject(scope, receive, send, failure, pipeline, extraction)
-
-    def _build_pipeline(self) -> Pipeline:
-        return Pipeline.from_settings(self.settings)
 
     async def _reject(
         self,
@@ -189,8 +135,10 @@ def JWTAuthMiddlewareStack(
     return JWTAuthMiddleware(inner, settings=settings)
 
 
-async def _identify(pipeline: Pipeline, extraction: Extraction, scope: Scope) -> None:
-    """Verify the credential and set ``scope["user"]`` and ``scope["jwt"]``."""
+async def _identify(
+    pipeline: Pipeline, extraction: Extraction, scope: Scope, receive: Receive, send: Send
+) -> ConnectionGuard | None:
+    """Set ``scope["user"]`` and ``scope["jwt"]``; return the guard of an authenticated one."""
     if extraction.token is None:
         if not pipeline.allow_anonymous:
             raise TokenMissing("no credential presented")
@@ -198,26 +146,23 @@ async def _identify(pipeline: Pipeline, extraction: Extraction, scope: Scope) ->
 
         scope["user"] = AnonymousUser()
         scope["jwt"] = None
-        return
-    claims = await pipeline.verifier.averify(extraction.token)
-    if pipeline.is_revoked is not None:
-        try:
-            revoked = await pipeline.is_revoked(claims)
-        except Exception as exc:
-            raise ResolverError(f"revocation check failed ({type(exc).__name__})") from exc
-        if revoked:
-            raise TokenRevoked("token revoked")
-    try:
-        user = await pipeline.resolve_user(claims, scope)
-    except ChannelsJWTError:
-        raise
-    except Exception as exc:
-        raise ResolverError(f"user lookup failed ({type(exc).__name__})") from exc
-    if user is None:
-        raise UserRejected("resolver found no user")
+        return None
+    claims, user = await pipeline.authenticate(extraction.token, scope)
     assert extraction.source is not None
+    connection = JWTConnection(claims, extraction.source)
+    guard = ConnectionGuard(
+        connection,
+        pipeline=pipeline,
+        scope=scope,
+        user_pk=getattr(user, "pk", None),
+        receive=receive,
+        send=send,
+        marker=pipeline.extraction.subprotocol if extraction.marker_offered else None,
+    )
+    await guard.start()
     scope["user"] = user
-    scope["jwt"] = JWTConnection(claims, extraction.source)
+    scope["jwt"] = connection
+    return guard
 
 
 def _without_credential(scope: Scope, extraction: Extraction) -> Scope:
@@ -243,18 +188,15 @@ def _scrubbed(scope: Scope) -> Scope:
     }
 
 
-def _echoing_marker(send: Send, extraction: Extraction, pipeline: Pipeline) -> Send:
+def _naming_marker(send: Send, marker: str | None) -> Send:
     """Wrap ``send`` so an accept without a subprotocol names the marker the client offered."""
-    if not extraction.marker_offered:
+    if marker is None:
         return send
-    marker = pipeline.extraction.subprotocol
 
-    async def send_with_marker(message: Mapping[str, Any]) -> None:
-        if message["type"] == "websocket.accept" and not message.get("subprotocol"):
-            message = {**message, "subprotocol": marker}
-        await send(message)
+    async def send_naming_marker(message: Mapping[str, Any]) -> None:
+        await send(naming_marker(message, marker))
 
-    return send_with_marker
+    return send_naming_marker
 
 
 async def _send_signal(signal: Any, scope: Scope, **kwargs: Any) -> None:

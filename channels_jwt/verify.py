@@ -52,7 +52,6 @@ class VerificationRules:
     algorithms: tuple[str, ...]
     hmac_secret: bytes | None
     verifying_keys: VerifyingKeys | None
-    jwks: JWKSKeys | None
     audience: str | list[str] | None
     issuer: str | list[str] | None
     leeway: float
@@ -61,6 +60,7 @@ class VerificationRules:
     token_type_claim: str | None
     token_types: tuple[str, ...]
     max_token_bytes: int
+    jwks: JWKSKeys | None = None
 
 
 class TokenVerifier:

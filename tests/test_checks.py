@@ -196,6 +196,10 @@ BAD_SETTINGS = [
     pytest.param({**BASE, "HEADER_SCHEME": "Bear er"}, "E024", id="E024-header-scheme-space"),
     pytest.param({**BASE, "ALLOW_ANONYMOUS": "false"}, "E025", id="E025-string"),
     pytest.param({**BASE, "ALLOW_ANONYMOUS": 1}, "E025", id="E025-int"),
+    pytest.param({**BASE, "CLOSE_ON_EXPIRY": "no"}, "E025", id="E025-close-on-expiry-string"),
+    pytest.param({**BASE, "LIVE_REVOCATION": None}, "E025", id="E025-live-revocation-none"),
+    pytest.param({**BASE, "REVOCATION_CACHE": "redis"}, "E033", id="E033-unknown-alias"),
+    pytest.param({**BASE, "REVOCATION_CACHE": None}, "E033", id="E033-not-a-string"),
     pytest.param({**BASE, "REQUIRED_CLAIMS": "exp"}, "E026", id="E026-required-string"),
     pytest.param({**BASE, "REQUIRED_CLAIMS": ["exp", 1]}, "E026", id="E026-required-non-string"),
     pytest.param({**BASE, "TOKEN_TYPES": "access"}, "E026", id="E026-types-string"),
@@ -406,6 +410,9 @@ GOOD_SETTINGS = [
     pytest.param({**BASE, "USER_CACHE_SECONDS": None}, id="E022-cache-none"),
     pytest.param({**BASE, "TOKEN_TYPE_CLAIM": None, "TOKEN_TYPES": []}, id="E023-types-disabled"),
     pytest.param({**BASE, "ALLOW_ANONYMOUS": True}, id="E025-true"),
+    pytest.param({**BASE, "CLOSE_ON_EXPIRY": False}, id="E025-close-on-expiry-false"),
+    pytest.param({**BASE, "LIVE_REVOCATION": True}, id="E032-layer-configured"),
+    pytest.param({**BASE, "REVOCATION_CACHE": "default"}, id="E033-default-alias"),
     pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": timedelta(seconds=2)}, id="E030-timedelta"),
     pytest.param({**BASE, "JWKS_CACHE_SECONDS": 60}, id="E022-jwks-cache"),
     pytest.param({**BASE, "REQUIRED_CLAIMS": ("exp", "iat", "jti")}, id="E026-tuple"),
@@ -668,6 +675,13 @@ def test_every_check_id_is_tested_here() -> None:
 
 
 # -- per-instance overrides ------------------------------------------------------------------------
+
+
+@override_settings(CHANNEL_LAYERS={})
+def test_live_revocation_needs_a_channel_layer() -> None:
+    messages = run_checks({**BASE, "LIVE_REVOCATION": True})
+    assert problems(messages) == ["channels_jwt.E032"]
+    assert only(messages, "channels_jwt.E032").hint
 
 
 def test_overrides_are_checked() -> None:

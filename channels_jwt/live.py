@@ -1,0 +1,118 @@
+"""Live revocation over the channel layer (``LIVE_REVOCATION``).
+
+Each authenticated connection gets a channel of its own and joins two groups: one for its user
+and one for its token (``iss`` + ``jti``). ``disconnect_user`` and ``revoke_token`` send a
+message to those groups from any process (a view, a management command, a Celery task); every
+server process holding a matching socket closes it with 4441. Group names are hashes, so any
+id fits the layer's naming rules and none is revealed by them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from channels.layers import BaseChannelLayer, get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
+
+from channels_jwt.exceptions import ChannelsJWTError
+
+logger = logging.getLogger("channels_jwt")
+
+#: The ``type`` of the layer message that closes matching connections.
+REVOKE_MESSAGE = "channels_jwt.revoke"
+
+
+def _digest(*parts: str) -> str:
+    joined = "\x00".join(parts).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(joined).hexdigest()[:48]
+
+
+def user_group(user_id: Any) -> str:
+    """The group of every live connection of the user whose pk is ``user_id``."""
+    return f"channels_jwt.user.{_digest(str(user_id))}"
+
+
+def token_group(claims: Mapping[str, Any]) -> str:
+    """The group of every live connection authenticated by the token with these claims."""
+    return f"channels_jwt.token.{_digest(str(claims.get('iss', '')), str(claims['jti']))}"
+
+
+def channel_layer() -> BaseChannelLayer:
+    """The default channel layer, or ``ImproperlyConfigured`` when there is none."""
+    layer = get_channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("LIVE_REVOCATION needs a channel layer (CHANNEL_LAYERS)")
+    return layer
+
+
+class LiveSubscription:
+    """One connection's membership of its user and token groups, and the task that listens."""
+
+    def __init__(
+        self,
+        on_revoked: Callable[[], Awaitable[None]],
+        on_failure: Callable[[], Awaitable[None]],
+    ) -> None:
+        self._on_revoked = on_revoked
+        self._on_failure = on_failure
+        self._layer: BaseChannelLayer | None = None
+        self._channel = ""
+        self._groups: set[str] = set()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def join(self, user_id: Any, claims: Mapping[str, Any]) -> None:
+        """Join the groups and start listening; a layer failure is a 4503."""
+        try:
+            self._layer = channel_layer()
+            self._channel = await self._layer.new_channel("channels_jwt.")
+            await self._add(user_group(user_id))
+            await self._add(token_group(claims))
+        except Exception as exc:
+            await self.leave()
+            raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
+        self._listener = asyncio.create_task(self._listen())
+
+    async def replace_token(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """Move from the old token's group to the new one's (after a refresh)."""
+        await self._add(token_group(new))
+        await self._discard(token_group(old))
+
+    async def leave(self) -> None:
+        """Stop listening and leave every group (errors are logged, not raised)."""
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
+        for group in list(self._groups):
+            try:
+                await self._discard(group)
+            except Exception as exc:
+                logger.warning("Leaving a channels_jwt group failed: %s", type(exc).__name__)
+                self._groups.discard(group)
+
+    async def _add(self, group: str) -> None:
+        assert self._layer is not None
+        await self._layer.group_add(group, self._channel)
+        self._groups.add(group)
+
+    async def _discard(self, group: str) -> None:
+        assert self._layer is not None
+        await self._layer.group_discard(group, self._channel)
+        self._groups.discard(group)
+
+    async def _listen(self) -> None:
+        assert self._layer is not None
+        try:
+            while True:
+                message = await self._layer.receive(self._channel)
+                if message.get("type") == REVOKE_MESSAGE:
+                    await self._on_revoked()
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("channels_jwt lost the channel layer: %s", type(exc).__name__)
+            await self._on_failure()

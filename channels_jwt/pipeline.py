@@ -1,0 +1,110 @@
+"""The authentication steps after extraction: verify, check revocation, resolve the user.
+
+One :class:`Pipeline` is built per settings (and cached): the handshake and
+``scope["jwt"].refresh()`` both run a token through :meth:`Pipeline.authenticate`, so a
+refreshed token is held to exactly the rules of the first one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction
+from channels.db import database_sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+
+from channels_jwt.checks import check_settings, serious
+from channels_jwt.conf import Settings
+from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
+from channels_jwt.extract import ExtractionRules
+from channels_jwt.origins import is_trusted_origin
+from channels_jwt.verify import TokenVerifier
+
+Scope = MutableMapping[str, Any]
+Claims = Mapping[str, Any]
+
+
+def as_async(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    """Return ``function`` if it is async, else run it in channels' database thread."""
+    if iscoroutinefunction(function) or iscoroutinefunction(type(function).__call__):
+        return function
+    return database_sync_to_async(function)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Everything one handshake needs, built from settings once and cached."""
+
+    extraction: ExtractionRules
+    verifier: TokenVerifier
+    resolve_user: Callable[[Claims, Scope], Awaitable[Any]]
+    is_revoked: Callable[[Claims], Awaitable[bool]] | None
+    allow_anonymous: bool
+    reject_mode: str
+    close_codes: Mapping[str, int]
+    close_on_expiry: bool
+    leeway: float
+    live_revocation: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Pipeline:
+        """Validate ``settings`` (the system checks) and build the pipeline."""
+        errors = serious(check_settings(settings))
+        if errors:
+            raise ImproperlyConfigured(f"{errors[0].id}: {errors[0].msg}")
+        revocation_check = settings.REVOCATION_CHECK
+        live_revocation = settings.LIVE_REVOCATION
+        return cls(
+            extraction=ExtractionRules(
+                sources=settings.TOKEN_SOURCES,
+                subprotocol=settings.SUBPROTOCOL,
+                query_param=settings.QUERY_PARAM,
+                header_scheme=settings.HEADER_SCHEME,
+                cookie_name=settings.COOKIE_NAME,
+                max_token_bytes=settings.MAX_TOKEN_BYTES,
+                trusted_origin=is_trusted_origin,
+            ),
+            verifier=TokenVerifier.from_settings(
+                settings, require_jti=revocation_check is not None or live_revocation
+            ),
+            resolve_user=as_async(settings.USER_RESOLVER),
+            is_revoked=None if revocation_check is None else as_async(revocation_check),
+            allow_anonymous=settings.ALLOW_ANONYMOUS,
+            reject_mode=settings.REJECT_MODE,
+            close_codes=dict(settings.CLOSE_CODES),
+            close_on_expiry=settings.CLOSE_ON_EXPIRY,
+            leeway=settings.LEEWAY,
+            live_revocation=live_revocation,
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Pipeline:
+        """The cached pipeline of ``settings`` (rebuilt after ``setting_changed``)."""
+        return settings.derived("pipeline", lambda: cls.from_settings(settings))
+
+    async def authenticate(self, token: str, scope: Scope) -> tuple[dict[str, Any], Any]:
+        """Verify ``token``, check revocation, resolve the user: ``(claims, user)``.
+
+        Raises an ``AuthenticationFailed`` for a bad token or user, and a root
+        ``ChannelsJWTError`` (4503) when a revocation check or the user lookup crashes: the
+        connection fails closed.
+        """
+        claims = await self.verifier.averify(token)
+        if self.is_revoked is not None:
+            try:
+                revoked = await self.is_revoked(claims)
+            except Exception as exc:
+                raise ResolverError(f"revocation check failed ({type(exc).__name__})") from exc
+            if revoked:
+                raise TokenRevoked("token revoked")
+        try:
+            user = await self.resolve_user(claims, scope)
+        except ChannelsJWTError:
+            raise
+        except Exception as exc:
+            raise ResolverError(f"user lookup failed ({type(exc).__name__})") from exc
+        if user is None:
+            raise UserRejected("resolver found no user")
+        return claims, user

@@ -1,0 +1,115 @@
+"""Revoking tokens and users: denylists for the handshake, and live disconnection.
+
+Two built-in ``REVOCATION_CHECK`` callables:
+
+- :func:`cache_denylist` looks the token's ``iss`` + ``jti`` up in Django's cache
+  (``REVOCATION_CACHE``; Redis in production, so every process sees it);
+- :func:`simplejwt_blacklist` asks djangorestframework-simplejwt's token blacklist app.
+
+:func:`revoke_token` adds a token to the cache denylist until it expires and, with
+``LIVE_REVOCATION``, closes the sockets it opened in every process; :func:`disconnect_user`
+closes every live socket of a user. Both have async twins (``arevoke_token``,
+``adisconnect_user``). Tokens are identified by their claims, never by the token string: a
+token can be re-encoded (padding, ECDSA malleability) and still verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.db import database_sync_to_async
+from django.core.cache import caches
+
+from channels_jwt.conf import active_settings
+from channels_jwt.exceptions import TokenExpired
+from channels_jwt.live import REVOKE_MESSAGE, channel_layer, token_group, user_group
+from channels_jwt.pipeline import Pipeline
+
+KEY_PREFIX = "channels_jwt:revoked:"
+
+
+def denylist_key(claims: Mapping[str, Any]) -> str:
+    """The cache key of a token's denylist entry (a hash of its ``iss`` and ``jti``)."""
+    material = f"{claims.get('iss', '')}\x00{claims['jti']}".encode("utf-8", "surrogatepass")
+    return KEY_PREFIX + hashlib.sha256(material).hexdigest()
+
+
+async def cache_denylist(claims: Mapping[str, Any]) -> bool:
+    """``REVOCATION_CHECK``: whether :func:`revoke_token` denylisted this token.
+
+    The cache is read in a worker thread, off the event loop and off Channels' database
+    thread. If the cache cannot be reached the exception propagates, and the middleware
+    refuses the connection with 4503: it fails closed.
+    """
+    cache = caches[active_settings().REVOCATION_CACHE]
+    value = await sync_to_async(cache.get, thread_sensitive=False)(denylist_key(claims))
+    return value is not None
+
+
+async def simplejwt_blacklist(claims: Mapping[str, Any]) -> bool:
+    """``REVOCATION_CHECK``: whether simplejwt's blacklist app lists this token's ``jti``.
+
+    Needs ``rest_framework_simplejwt.token_blacklist`` in ``INSTALLED_APPS``. simplejwt
+    blacklists the tokens it tracks as outstanding (refresh tokens); an access token is found
+    only if you record and blacklist it too.
+    """
+    from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken
+
+    def is_listed() -> bool:
+        listed = BlacklistedToken._default_manager.filter(token__jti=claims["jti"])
+        return bool(listed.exists())
+
+    return await database_sync_to_async(is_listed)()  # type: ignore[no-any-return]
+
+
+async def arevoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
+    """Revoke a token, given its verified claims or the token itself.
+
+    Adds it to the cache denylist until its ``exp`` (plus ``LEEWAY``), so the next
+    handshake with it is refused with 4441 when ``REVOCATION_CHECK`` is
+    :func:`cache_denylist`; with ``LIVE_REVOCATION``, also closes the sockets it opened, in
+    every process, with 4441. A token string is verified first (an expired one needs no
+    revocation and is ignored; a bad one raises its ``AuthenticationFailed``).
+    """
+    settings = active_settings()
+    if isinstance(claims_or_token, str):
+        try:
+            claims: Mapping[str, Any] = await Pipeline.for_settings(settings).verifier.averify(
+                claims_or_token
+            )
+        except TokenExpired:
+            return
+    else:
+        claims = claims_or_token
+    if "jti" not in claims:
+        raise ValueError("only tokens with a jti claim can be revoked")
+    exp = claims.get("exp")
+    timeout = None if exp is None else max(1, math.ceil(exp + settings.LEEWAY - time.time()))
+    cache = caches[settings.REVOCATION_CACHE]
+    await sync_to_async(cache.set, thread_sensitive=False)(denylist_key(claims), 1, timeout)
+    if settings.LIVE_REVOCATION:
+        await channel_layer().group_send(token_group(claims), {"type": REVOKE_MESSAGE})
+
+
+async def adisconnect_user(user_id: Any) -> None:
+    """Close every live socket of the user whose pk is ``user_id``, in every process (4441).
+
+    Needs ``LIVE_REVOCATION``. It does not refuse the user's future handshakes: deactivate the
+    user, or revoke their tokens, for that.
+    """
+    await channel_layer().group_send(user_group(user_id), {"type": REVOKE_MESSAGE})
+
+
+def revoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
+    """Synchronous :func:`arevoke_token`, for views, management commands and tasks."""
+    async_to_sync(arevoke_token)(claims_or_token)
+
+
+def disconnect_user(user_id: Any) -> None:
+    """Synchronous :func:`adisconnect_user`, for views, management commands and tasks."""
+    async_to_sync(adisconnect_user)(user_id)
