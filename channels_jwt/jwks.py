@@ -11,7 +11,9 @@ so that:
   Channels' database thread, so a slow endpoint delays nobody but the handshakes that need a
   key nobody has yet;
 - a token with an unknown ``kid`` triggers one refetch, and unknown ``kid`` floods cause at
-  most one fetch per :data:`REFETCH_COOLDOWN_SECONDS`;
+  most one fetch per :data:`REFETCH_COOLDOWN_SECONDS`; handshakes that need a key while a
+  fetch is under way wait for that fetch instead of starting another;
+- after a failed fetch, the next attempt waits :data:`RETRY_AFTER_FAILURE_SECONDS`;
 - while the endpoint is down, keys already known keep working; a key that cannot be obtained
   is a :class:`KeyUnavailable` (4503), never a rejection of a token that may be fine.
 """
@@ -22,24 +24,27 @@ import asyncio
 import ipaddress
 import logging
 import math
-import threading
 import time
 import weakref
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from jwt import PyJWK, PyJWKClient, PyJWTError
+from jwt import PyJWK, PyJWKClient
 
 from channels_jwt.exceptions import KeyUnavailable
-from channels_jwt.keys import PublicKey, UnusableKey, key_fits, load_public_key
+from channels_jwt.keys import PublicKey, key_fits, load_public_key
 
 logger = logging.getLogger("channels_jwt")
 
 #: Minimum time between two fetches caused by unknown ``kid`` values.
 REFETCH_COOLDOWN_SECONDS = 30.0
+#: Minimum time between two attempts after a failed fetch.
+RETRY_AFTER_FAILURE_SECONDS = 5.0
+#: Key types a JWKS may contribute (``oct`` shared secrets never count).
+PUBLIC_KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 
 
 def is_allowed_jwks_url(url: Any) -> bool:
@@ -92,11 +97,13 @@ def usable_keys(jwk_set: Any) -> tuple[JWK, ...]:
     for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
             continue
+        if not isinstance(entry.get("kty"), str) or entry["kty"] not in PUBLIC_KEY_TYPES:
+            continue
         kid = entry.get("kid")
         alg = entry.get("alg")
         try:
             key = load_public_key(PyJWK(entry).key)
-        except (PyJWTError, UnusableKey, ValueError, TypeError, KeyError):
+        except Exception:  # noqa: S112 (one unusable entry, e.g. an unsupported alg, is skipped)
             continue
         usable.append(
             JWK(
@@ -118,10 +125,12 @@ class JWKSKeys:
         cache_seconds: float,
         timeout: float,
         cooldown: float = REFETCH_COOLDOWN_SECONDS,
+        retry_after_failure: float = RETRY_AFTER_FAILURE_SECONDS,
     ) -> None:
         self.url = url
         self.cache_seconds = cache_seconds
         self.cooldown = cooldown
+        self.retry_after_failure = retry_after_failure
         self._client = PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="channels-jwt-jwks")
         weakref.finalize(self, self._executor.shutdown, wait=False)
@@ -129,7 +138,7 @@ class JWKSKeys:
         self._fresh_until = 0.0
         self._last_attempt = -math.inf
         self._last_attempt_failed = False
-        self._background = threading.Lock()
+        self._in_flight: Future[None] | None = None
 
     async def candidates(self, algorithm: str, kid: str | None) -> list[PublicKey]:
         """The keys that may verify a token signed with ``algorithm`` and naming ``kid``.
@@ -138,30 +147,38 @@ class JWKSKeys:
         answers for ``kid``.
         """
         keys = self._keys
-        now = time.monotonic()
-        if keys is not None and now >= self._fresh_until:
-            self._refresh_in_background()
-        if keys is None or (not _named(keys, kid) and now - self._last_attempt >= self.cooldown):
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._fetch, now)
+        known = keys is not None and bool(_named(keys, kid))
+        if keys is not None and time.monotonic() >= self._fresh_until:
+            self._start_fetch(unknown_kid=False)  # stale: refresh, but keep serving
+        if not known:
+            fetch = self._start_fetch(unknown_kid=keys is not None)
+            if fetch is not None:
+                await asyncio.wrap_future(fetch)
             keys = self._keys
         if keys is None or (not _named(keys, kid) and self._last_attempt_failed):
             raise KeyUnavailable(f"JWKS at {self.url} unavailable and no key known for the token")
         return [jwk.key for jwk in _named(keys, kid) if jwk.verifies(algorithm)]
 
-    def _refresh_in_background(self) -> None:
-        if not self._background.acquire(blocking=False):
-            return
-        future = self._executor.submit(self._fetch, time.monotonic())
-        future.add_done_callback(lambda _: self._background.release())
-
-    def _fetch(self, requested_at: float) -> None:
-        """Fetch the key set unless a fetch started after ``requested_at`` (worker thread)."""
-        if self._last_attempt >= requested_at:
-            return
+    def _start_fetch(self, *, unknown_kid: bool) -> Future[None] | None:
+        """The fetch in flight, or a new one if one may start now (on the event loop only)."""
+        if self._in_flight is not None and not self._in_flight.done():
+            return self._in_flight
+        since = time.monotonic() - self._last_attempt
+        if self._last_attempt_failed:
+            allowed = since >= self.retry_after_failure
+        else:
+            allowed = not unknown_kid or since >= self.cooldown
+        if not allowed:
+            return None
         self._last_attempt = time.monotonic()
+        self._in_flight = self._executor.submit(self._fetch)
+        return self._in_flight
+
+    def _fetch(self) -> None:
+        """Fetch and parse the key set (worker thread); a failure keeps the known keys."""
         try:
             keys = usable_keys(self._client.fetch_data())
-        except (PyJWTError, ValueError, OSError) as exc:
+        except Exception as exc:
             self._last_attempt_failed = True
             logger.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
             return

@@ -1,0 +1,254 @@
+"""A real JWKS endpoint for tests: stdlib HTTP on 127.0.0.1, a free port, changeable at runtime.
+
+The test owns the document it serves (rotate keys by replacing it), reads how many requests
+arrived, and can make the endpoint slow (sleep before answering), broken (HTTP 500), redirecting
+(HTTP 302 elsewhere) or down (stopped; :meth:`JWKSServer.start` brings it back on the same port).
+
+Also the other side shared by ``test_jwks.py`` and ``test_interop.py``: identity-provider-shaped
+settings and claims, and :func:`handshake`, which drives one WebSocket handshake through a
+middleware and times it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from channels.testing import WebsocketCommunicator
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+JWKS_PATH = "/.well-known/jwks.json"
+ISSUER = "https://idp.example.com/"
+AUDIENCE = "https://api.example.com"
+ASYMMETRIC_ALGORITHMS = ["RS256", "PS256", "ES256", "EdDSA"]
+PATH = "/ws/idp/"
+
+
+def jwk_dict(
+    key: Any, kid: str | None, *, alg: str | None = None, use: str | None = "sig"
+) -> dict[str, Any]:
+    """The JWK of a ``cryptography`` key (its public half unless a private key is wanted).
+
+    Private keys give private JWKs (with ``d``): pass ``key.public_key()`` for what an identity
+    provider publishes. ``kid``/``use``/``alg`` are added when not ``None``.
+    """
+    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
+        jwk: dict[str, Any] = RSAAlgorithm.to_jwk(key, as_dict=True)
+    elif isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        jwk = ECAlgorithm.to_jwk(key, as_dict=True)
+    elif isinstance(
+        key,
+        ed25519.Ed25519PrivateKey
+        | ed25519.Ed25519PublicKey
+        | ed448.Ed448PrivateKey
+        | ed448.Ed448PublicKey,
+    ):
+        jwk = OKPAlgorithm.to_jwk(key, as_dict=True)
+    else:
+        raise TypeError(f"no JWK form for {type(key).__name__}")
+    extra = {"kid": kid, "use": use, "alg": alg}
+    jwk.update({name: value for name, value in extra.items() if value is not None})
+    return jwk
+
+
+def public_jwk(private_key: Any, kid: str | None, *, alg: str | None = None) -> dict[str, Any]:
+    """The public signing JWK an identity provider would publish for ``private_key``."""
+    return jwk_dict(private_key.public_key(), kid, alg=alg)
+
+
+class JWKSServer:
+    """A JWKS endpoint in a background thread (``ThreadingHTTPServer`` on 127.0.0.1).
+
+    Attributes the test may set at any time: ``document`` (the JSON served), ``delay``
+    (seconds to wait before answering), ``status`` (``200``, or e.g. ``500``) and
+    ``redirect_to`` (answer ``302`` with this ``Location``).
+    """
+
+    def __init__(self) -> None:
+        self.document: Any = {"keys": []}
+        self.delay = 0.0
+        self.status = 200
+        self.redirect_to: str | None = None
+        self.port = 0
+        self._lock = threading.Lock()
+        self._requests: list[tuple[float, str]] = []
+        self._release = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The JWKS URL (``http://127.0.0.1:<port>/.well-known/jwks.json``)."""
+        return f"http://127.0.0.1:{self.port}{JWKS_PATH}"
+
+    @property
+    def requests(self) -> int:
+        """How many requests arrived (counted before any delay)."""
+        with self._lock:
+            return len(self._requests)
+
+    @property
+    def request_paths(self) -> list[str]:
+        """The path of every request, in arrival order."""
+        with self._lock:
+            return [path for _, path in self._requests]
+
+    def publish(self, *jwks: dict[str, Any]) -> None:
+        """Serve exactly these JWKs from now on (a rotation replaces the whole set)."""
+        self.document = {"keys": list(jwks)}
+
+    def start(self) -> None:
+        """Listen (on a free port the first time, on the same port after :meth:`stop`)."""
+        assert self._httpd is None, "already running"
+        self._release.clear()
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        httpd.daemon_threads = True
+        self.port = httpd.server_address[1]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop listening (the endpoint is down: connections are refused); idempotent."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self._release.set()  # wake handlers sleeping on ``delay``
+        httpd.shutdown()
+        httpd.server_close()
+        assert self._thread is not None
+        self._thread.join(timeout=5)
+
+    def wait_for_requests(self, count: int, timeout: float = 5.0) -> int:
+        """Block until at least ``count`` requests arrived (or ``timeout``); return the count."""
+        deadline = time.monotonic() + timeout
+        while self.requests < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.requests
+
+    def _record(self, path: str) -> None:
+        with self._lock:
+            self._requests.append((time.monotonic(), path))
+
+    def _sleep(self) -> None:
+        if self.delay > 0:
+            self._release.wait(self.delay)
+
+
+def _handler_for(server: JWKSServer) -> type[BaseHTTPRequestHandler]:
+    class JWKSHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            server._record(self.path)
+            server._sleep()
+            if server.redirect_to is not None:
+                self._answer(302, b"", location=server.redirect_to)
+            elif server.status != 200:
+                self._answer(server.status, b'{"error": "internal"}')
+            else:
+                self._answer(200, json.dumps(server.document).encode())
+
+        def _answer(self, status: int, body: bytes, location: str | None = None) -> None:
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                if location is not None:
+                    self.send_header("Location", location)
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                pass  # the client gave up (timeout) before the answer
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Keep test output clean."""
+
+    return JWKSHandler
+
+
+@contextmanager
+def running_jwks_server() -> Iterator[JWKSServer]:
+    """A started :class:`JWKSServer`, stopped on exit."""
+    server = JWKSServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# The client side.
+
+
+def idp_settings(jwk_url: str | None, **extra: Any) -> dict[str, Any]:
+    """Per-middleware settings for an identity provider's tokens (no database needed)."""
+    return {
+        "ALGORITHMS": ASYMMETRIC_ALGORITHMS,
+        "JWK_URL": jwk_url,
+        "AUDIENCE": AUDIENCE,
+        "ISSUER": ISSUER,
+        "TOKEN_TYPE_CLAIM": None,
+        "USER_ID_CLAIM": "sub",
+        "USER_ID_FIELD": "username",
+        "USER_RESOLVER": "channels_jwt.users.token_user",
+        "TOKEN_SOURCES": ["subprotocol"],
+        **extra,
+    }
+
+
+def idp_claims(sub: str = "alice", **overrides: Any) -> dict[str, Any]:
+    """Claims shaped like an identity provider's access token; ``...`` drops a claim."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": sub,
+        "aud": [AUDIENCE, "https://idp.example.com/userinfo"],
+        "iat": now,
+        "exp": now + 300,
+        "scope": "openid chat:read",
+    }
+    claims.update(overrides)
+    return {name: value for name, value in claims.items() if value is not ...}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one handshake ended: ``code`` is ``None`` when the inner app got the connection."""
+
+    code: int | None
+    reason: str
+    seconds: float
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the connection reached the inner application."""
+        return self.code is None
+
+
+async def handshake(app: Any, token: str, *, timeout: float = 5.0) -> Outcome:
+    """Offer ``token`` as a subprotocol, then ping; the inner app must echo it to count.
+
+    ``seconds`` is the time until the middleware decided (the accept arrived). The middleware
+    rejects by accepting and closing at once, so a close after the accept is a rejection.
+    """
+    communicator = WebsocketCommunicator(app, PATH, subprotocols=["access_token", token])
+    started = time.monotonic()
+    connected, _ = await communicator.connect(timeout)
+    seconds = time.monotonic() - started
+    assert connected, "the middleware accepts, then closes, to reject"
+    await communicator.send_to(text_data="ping")
+    message = await communicator.receive_output(timeout)
+    if message["type"] == "websocket.close":
+        await communicator.wait(timeout)
+        return Outcome(message["code"], message.get("reason", ""), seconds)
+    assert message == {"type": "websocket.send", "text": "ping"}
+    await communicator.disconnect()
+    return Outcome(None, "", seconds)
