@@ -15,5 +15,5 @@ DJANGO_VERSIONS = ["4.2", "5.2"]
 @nox.parametrize("django", DJANGO_VERSIONS)
 def tests(session: nox.Session, django: str) -> None:
     """Run the whole suite under coverage against one Django release."""
-    session.install("-e", ".[test]", f"django~={django}.0")
+    session.install("-e", ".[test,example,e2e]", f"django~={django}.0")
     session.run("coverage", "run", "-m", "pytest", *session.posargs)

@@ -1,0 +1,432 @@
+// The chat page: plain JavaScript, no build step.
+//
+// Credentials: the session cookie (HttpOnly, set by /api/login) is the long-lived one; the
+// access token is short-lived, kept in memory only, and presented when opening the WebSocket:
+//   new WebSocket(url, ["access_token", token])      (default)
+//   new WebSocket(url + "?token=" + token)             (page opened with ?transport=query)
+// When the socket closes, the close code alone says what to do (see CLOSE_CODES below).
+//
+// For tests and the curious: <body data-state="..."> mirrors the connection state,
+// window.closeCodes lists every close code seen, window.chatEvents every step with a time.
+"use strict";
+
+(() => {
+  const CLOSE_CODES = {
+    1000: "the connection was closed",
+    1001: "the server is going away",
+    1006: "the connection was lost",
+    1011: "the server hit an error",
+    1012: "the server is restarting",
+    4400: "the server says the token is malformed: a bug in this page, so no retry",
+    4401: "the server did not accept the token: please log in",
+    4403: "this account is disabled: it may no longer chat",
+    4429: "too many failed attempts: backing off",
+    4440: "the access token expired: getting a new one and reconnecting",
+    4441: "the token was revoked: please log in again",
+    4503: "the server cannot check credentials right now: retrying",
+  };
+  const MAX_BACKOFF_MS = 30000;
+  const ROOM_NAME = /^[A-Za-z0-9_-]{1,50}$/;
+  const TRANSPORT =
+    new URLSearchParams(location.search).get("transport") === "query" ? "query" : "subprotocol";
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    status: $("status"),
+    statusText: $("status-text"),
+    who: $("who"),
+    username: $("username"),
+    logout: $("logout"),
+    loginView: $("login-view"),
+    loginNotice: $("login-notice"),
+    loginForm: $("login-form"),
+    loginUsername: $("login-username"),
+    loginPassword: $("login-password"),
+    loginSubmit: $("login-submit"),
+    loginError: $("login-error"),
+    chatView: $("chat-view"),
+    roomList: $("room-list"),
+    roomForm: $("room-form"),
+    roomInput: $("room-input"),
+    roomTitle: $("room-title"),
+    transport: $("transport"),
+    messages: $("messages"),
+    sendForm: $("send-form"),
+    messageInput: $("message-input"),
+    closeLog: $("close-log"),
+  };
+
+  const session = { token: null, username: null };
+  const socket = { ws: null, generation: 0, attempt: 0, timer: null, connected: false };
+  let room = roomFromHash() || "lobby";
+  const pending = new Map(); // client_id -> {room, text}: sent, not yet confirmed by the server
+  const rendered = new Map(); // "username/client_id" -> <li>
+
+  window.closeCodes = [];
+  window.chatEvents = [];
+
+  function record(type, detail = {}) {
+    window.chatEvents.push({ type, at: Date.now(), ...detail });
+  }
+
+  function meaning(code) {
+    return CLOSE_CODES[code] || "the connection closed";
+  }
+
+  function setStatus(state, text, code = null) {
+    document.body.dataset.state = state;
+    ui.status.dataset.state = state;
+    ui.status.dataset.code = code === null ? "" : String(code);
+    ui.statusText.textContent = text;
+  }
+
+  // --- HTTP API ----------------------------------------------------------------------------
+
+  function cookie(name) {
+    const entry = document.cookie.split("; ").find((part) => part.startsWith(`${name}=`));
+    return entry ? decodeURIComponent(entry.slice(name.length + 1)) : "";
+  }
+
+  async function post(path, body = {}) {
+    const response = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken") },
+      body: JSON.stringify(body),
+    });
+    let data = {};
+    try {
+      data = await response.json();
+    } catch (_) {
+      // not JSON (a proxy's error page): status alone then
+    }
+    return { ok: response.ok, status: response.status, data };
+  }
+
+  // --- Views -------------------------------------------------------------------------------
+
+  function showLogin(notice = "") {
+    ui.loginView.hidden = false;
+    ui.chatView.hidden = true;
+    ui.who.hidden = true;
+    ui.loginNotice.textContent = notice;
+    ui.loginNotice.hidden = !notice;
+    ui.loginUsername.focus();
+  }
+
+  function showChat() {
+    ui.loginView.hidden = true;
+    ui.chatView.hidden = false;
+    ui.who.hidden = false;
+    ui.username.textContent = session.username;
+    showRoom();
+  }
+
+  function showRoom() {
+    ui.roomTitle.textContent = `#${room}`;
+    for (const button of ui.roomList.querySelectorAll("button[data-room]")) {
+      button.classList.toggle("active", button.dataset.room === room);
+    }
+  }
+
+  function logClose(code, reason) {
+    const item = document.createElement("li");
+    item.dataset.code = String(code);
+    const when = new Date().toLocaleTimeString();
+    item.textContent = `${when}  ${code}${reason ? ` (${reason})` : ""}: ${meaning(code)}`;
+    ui.closeLog.append(item);
+  }
+
+  // --- Signing in and out ------------------------------------------------------------------
+
+  function signedIn(data) {
+    session.token = data.access;
+    session.username = data.username;
+    record("token", { expires_in: data.expires_in });
+    showChat();
+    connect();
+  }
+
+  function stopSocket() {
+    clearTimeout(socket.timer);
+    socket.generation += 1; // events of the old socket are ignored from now on
+    socket.connected = false;
+    if (socket.ws) {
+      socket.ws.close(1000);
+      socket.ws = null;
+    }
+  }
+
+  function signedOut(state, text, code = null) {
+    stopSocket();
+    session.token = null;
+    pending.clear();
+    setStatus(state, text, code);
+    showLogin(text);
+  }
+
+  async function resumeSession() {
+    setStatus("starting", "Checking for an existing session…");
+    try {
+      const result = await post("/api/refresh");
+      if (result.ok) {
+        signedIn(result.data);
+        return;
+      }
+    } catch (_) {
+      // the server is unreachable: show the form, logging in will say so
+    }
+    setStatus("logged-out", "Not logged in.");
+    showLogin();
+  }
+
+  async function logIn(event) {
+    event.preventDefault();
+    ui.loginError.hidden = true;
+    ui.loginSubmit.disabled = true;
+    setStatus("logging-in", "Logging in…");
+    try {
+      const result = await post("/api/login", {
+        username: ui.loginUsername.value,
+        password: ui.loginPassword.value,
+      });
+      if (result.ok) {
+        ui.loginPassword.value = "";
+        signedIn(result.data);
+        return;
+      }
+      showLoginError(result.data.detail || `Login failed (HTTP ${result.status}).`);
+    } catch (_) {
+      showLoginError("Cannot reach the server.");
+    } finally {
+      ui.loginSubmit.disabled = false;
+    }
+  }
+
+  function showLoginError(text) {
+    ui.loginError.textContent = text;
+    ui.loginError.hidden = false;
+    setStatus("logged-out", `Not logged in: ${text}`);
+  }
+
+  async function logOut() {
+    try {
+      await post("/api/logout");
+    } catch (_) {
+      // logged out locally all the same
+    }
+    signedOut("logged-out", "You have logged out.");
+  }
+
+  // --- The socket --------------------------------------------------------------------------
+
+  function socketURL() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return `${scheme}//${location.host}/ws/chat/${room}/`;
+  }
+
+  function connect() {
+    stopSocket();
+    const generation = socket.generation;
+    const ws =
+      TRANSPORT === "query"
+        ? new WebSocket(`${socketURL()}?token=${encodeURIComponent(session.token)}`)
+        : new WebSocket(socketURL(), ["access_token", session.token]);
+    socket.ws = ws;
+    record("connecting", { room, transport: TRANSPORT });
+    setStatus("connecting", `Connecting to #${room}…`);
+    ws.onmessage = (event) => {
+      if (generation === socket.generation) onFrame(JSON.parse(event.data));
+    };
+    ws.onclose = (event) => {
+      if (generation === socket.generation) onClose(event.code, event.reason);
+    };
+  }
+
+  function onFrame(frame) {
+    if (frame.type === "history") {
+      // Connected for real: a refused handshake opens and closes at once, so "open" is not it.
+      socket.connected = true;
+      socket.attempt = 0;
+      record("connected", { room: frame.room, protocol: socket.ws.protocol });
+      setStatus("connected", `Connected to #${frame.room} as ${frame.username}.`);
+      frame.messages.forEach(showMessage);
+      flushPending();
+    } else if (frame.type === "message") {
+      showMessage(frame);
+    } else if (frame.type === "error") {
+      record("server-error", { detail: frame.detail });
+    }
+  }
+
+  function onClose(code, reason) {
+    socket.ws = null;
+    socket.connected = false;
+    window.closeCodes.push(code);
+    record("closed", { code, reason });
+    logClose(code, reason);
+    const text = `Disconnected (${code}): ${meaning(code)}.`;
+    if (code === 4440) {
+      refreshAndReconnect();
+    } else if (code === 4401 || code === 4441) {
+      signedOut("logged-out", text, code);
+    } else if (code === 4403) {
+      signedOut("disabled", `Account disabled (4403): ${meaning(code)}. Not reconnecting.`, code);
+    } else if (code === 4400) {
+      setStatus("failed", text, code);
+    } else {
+      retryLater(code, connect); // 4503, 4429, a lost connection, a server restart
+    }
+  }
+
+  async function refreshAndReconnect() {
+    setStatus("refreshing", `Token expired (4440): ${meaning(4440)}…`, 4440);
+    const generation = socket.generation;
+    let result = null;
+    try {
+      result = await post("/api/refresh");
+    } catch (_) {
+      // network trouble: retried below
+    }
+    if (generation !== socket.generation) return; // logged out or switched rooms meanwhile
+    if (result && result.ok) {
+      session.token = result.data.access;
+      record("refreshed", { expires_in: result.data.expires_in });
+      // At once the first time; with backoff if the new token did not even get us connected.
+      if (socket.attempt === 0) {
+        socket.attempt = 1;
+        connect();
+      } else {
+        retryLater(4440, connect);
+      }
+    } else if (result && (result.status === 401 || result.status === 403)) {
+      signedOut("logged-out", "Your session has ended: please log in again.", 4440);
+    } else {
+      retryLater(4440, refreshAndReconnect);
+    }
+  }
+
+  function retryLater(code, action) {
+    const base = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** socket.attempt);
+    const delay = Math.round(base * (0.75 + Math.random() * 0.5));
+    socket.attempt += 1;
+    const generation = socket.generation;
+    record("retry", { code, delay });
+    setStatus(
+      "waiting",
+      `Disconnected (${code}): ${meaning(code)}. Retrying in ${Math.ceil(delay / 1000)} s…`,
+      code,
+    );
+    socket.timer = setTimeout(() => {
+      if (generation === socket.generation) action();
+    }, delay);
+  }
+
+  // --- Messages ----------------------------------------------------------------------------
+
+  function newClientId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  }
+
+  function messageItem(username, clientId) {
+    const key = `${username}/${clientId}`;
+    let item = rendered.get(key);
+    if (!item) {
+      item = document.createElement("li");
+      item.className = "message";
+      for (const part of ["author", "text", "time"]) {
+        const span = document.createElement("span");
+        span.className = part;
+        item.append(span);
+      }
+      rendered.set(key, item);
+      ui.messages.append(item);
+    }
+    return item;
+  }
+
+  function fillItem(item, username, text, when) {
+    item.dataset.username = username;
+    item.classList.toggle("mine", username === session.username);
+    item.querySelector(".author").textContent = username;
+    item.querySelector(".text").textContent = text;
+    item.querySelector(".time").textContent = when;
+    ui.messages.scrollTop = ui.messages.scrollHeight;
+  }
+
+  function showMessage(message) {
+    if (message.room !== room) return;
+    const item = messageItem(message.username, message.client_id);
+    item.classList.remove("pending");
+    item.dataset.id = String(message.id);
+    fillItem(item, message.username, message.text, new Date(message.sent_at).toLocaleTimeString());
+    if (message.username === session.username) pending.delete(message.client_id);
+  }
+
+  function sendMessage(event) {
+    event.preventDefault();
+    const text = ui.messageInput.value.trim();
+    if (!text) return;
+    ui.messageInput.value = "";
+    const clientId = newClientId();
+    pending.set(clientId, { room, text });
+    const item = messageItem(session.username, clientId);
+    item.classList.add("pending");
+    fillItem(item, session.username, text, "sending…");
+    if (socket.connected) transmit(clientId, text);
+    // otherwise it goes out when the socket is back (flushPending)
+  }
+
+  function transmit(clientId, text) {
+    socket.ws.send(JSON.stringify({ type: "message", text, client_id: clientId }));
+  }
+
+  function flushPending() {
+    for (const [clientId, message] of pending) {
+      if (message.room === room) transmit(clientId, message.text);
+    }
+  }
+
+  // --- Rooms -------------------------------------------------------------------------------
+
+  function roomFromHash() {
+    const name = decodeURIComponent(location.hash.slice(1));
+    return ROOM_NAME.test(name) ? name : null;
+  }
+
+  function switchRoom(name) {
+    if (!ROOM_NAME.test(name) || (name === room && socket.ws)) return;
+    room = name;
+    history.replaceState(null, "", `#${room}`);
+    ui.messages.replaceChildren();
+    rendered.clear();
+    for (const [clientId, message] of pending) {
+      if (message.room === room) {
+        const item = messageItem(session.username, clientId);
+        item.classList.add("pending");
+        fillItem(item, session.username, message.text, "sending…");
+      }
+    }
+    showRoom();
+    connect();
+  }
+
+  // --- Wiring ------------------------------------------------------------------------------
+
+  ui.transport.textContent =
+    TRANSPORT === "query" ? "the query string (?token=)" : "the WebSocket subprotocol";
+  ui.loginForm.addEventListener("submit", logIn);
+  ui.logout.addEventListener("click", logOut);
+  ui.sendForm.addEventListener("submit", sendMessage);
+  ui.roomList.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-room]");
+    if (button) switchRoom(button.dataset.room);
+  });
+  ui.roomForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    switchRoom(ui.roomInput.value.trim());
+    ui.roomInput.value = "";
+  });
+  resumeSession();
+})();

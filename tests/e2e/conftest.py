@@ -1,0 +1,165 @@
+"""Fixtures for the end-to-end tests: the example project under uvicorn, and Chromium.
+
+The browser is Debian's ``chromium`` (``CHROMIUM_PATH``, else ``/usr/bin/chromium``) driven by
+Playwright; Playwright never downloads a browser here. A missing Chromium fails the tests
+rather than skipping them: CI installs it (``.ci/run``), so its absence is a broken set-up.
+
+When a test fails, every page it opened leaves a screenshot and its console log, and the
+server its log, under ``test-artifacts/<test>/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Playwright, expect, sync_playwright
+
+from tests.e2e.pages import ChatPage
+from tests.e2e.server import (
+    REPO_ROOT,
+    ExampleServer,
+    environment,
+    free_port,
+    set_up_database,
+    start,
+    stop,
+    wait_until_serving,
+)
+
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = REPO_ROOT / "test-artifacts"
+#: Playwright's waits, in milliseconds: generous for a slow CI machine, short for a hang.
+STEP_TIMEOUT_MS = 10_000
+expect.set_options(timeout=STEP_TIMEOUT_MS)
+
+_reports = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the item, so fixtures can tell that the test failed."""
+    report: pytest.TestReport = yield
+    item.stash.setdefault(_reports, {})[report.when] = report
+    return report
+
+
+def failed(item: pytest.Item) -> bool:
+    """Whether the set-up or the call of ``item`` failed."""
+    reports = item.stash.get(_reports, {})
+    return any(report.failed for report in reports.values())
+
+
+@pytest.fixture(scope="package")
+def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleServer]:
+    """The example project, migrated and seeded, under uvicorn on a free port."""
+    directory = tmp_path_factory.mktemp("example")
+    db_path = directory / "db.sqlite3"
+    signing_key = secrets.token_urlsafe(64)
+    env = environment(db_path, signing_key)
+    user_ids = set_up_database(env)
+    port = free_port()
+    log_path = directory / "uvicorn.log"
+    process = start(env, port, log_path)
+    try:
+        server = ExampleServer(port, log_path, db_path, signing_key, user_ids)
+        wait_until_serving(process, f"{server.url}/api/csrf", log_path)
+        yield server
+    finally:
+        stop(process)
+
+
+@pytest.fixture(scope="package")
+def chromium_path() -> str:
+    """Debian's Chromium; fails (never skips) when it is not installed."""
+    path = os.environ.get("CHROMIUM_PATH") or DEFAULT_CHROMIUM
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"Chromium not found at {path}. The end-to-end tests need Debian's chromium: "
+            "apt-get install -y --no-install-recommends chromium (as .ci/run does), or set "
+            "CHROMIUM_PATH to a Chromium executable."
+        )
+    return path
+
+
+@pytest.fixture(scope="package")
+def playwright() -> Iterator[Playwright]:
+    """Playwright's driver (sync API), for this package's tests only."""
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="package")
+def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
+    """One headless Chromium for the package; each test gets fresh contexts."""
+    browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def open_page(
+    request: pytest.FixtureRequest, browser: Browser, example_server: ExampleServer
+) -> Iterator[Callable[..., ChatPage]]:
+    """``open_page(label, room=..., transport=...)``: the chat page in a fresh browser context.
+
+    Each call is a separate context (its own cookies: another person). Uncaught errors in
+    the page fail the test. On failure, screenshots and console logs are saved.
+    """
+    pages: list[ChatPage] = []
+
+    def open_chat(label: str, *, room: str, transport: str | None = None) -> ChatPage:
+        context = browser.new_context(viewport={"width": 1100, "height": 720})
+        context.set_default_timeout(STEP_TIMEOUT_MS)
+        page = ChatPage(label, context.new_page(), example_server.url)
+        pages.append(page)
+        page.open(room=room, transport=transport)
+        return page
+
+    yield open_chat
+
+    try:
+        if failed(request.node):
+            save_artifacts(request.node, pages, example_server)
+        errors = [f"{page.label}: {error}" for page in pages for error in page.errors]
+        assert not errors, f"uncaught errors in the page: {errors}"
+    finally:
+        for page in pages:
+            page.page.context.close()
+
+
+def save_artifacts(item: pytest.Item, pages: list[ChatPage], server: ExampleServer) -> None:
+    """A screenshot and the console log of every page, and the server log."""
+    directory = ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", item.nodeid)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    for page in pages:
+        _save_page(page, directory)
+    (directory / "server.log").write_text(server.log())
+
+
+def _save_page(page: ChatPage, directory: Path) -> None:
+    lines = [*page.console, *(f"[pageerror] {error}" for error in page.errors)]
+    (directory / f"{page.label}.console.log").write_text("\n".join(lines) + "\n")
+    try:
+        page.page.screenshot(path=str(directory / f"{page.label}.png"), full_page=True)
+    except Exception as exc:  # a crashed page still leaves its console log
+        (directory / f"{page.label}.screenshot-error.txt").write_text(repr(exc))

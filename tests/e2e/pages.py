@@ -1,0 +1,98 @@
+"""``ChatPage``: the example's chat page in Chromium, in the words a person would use.
+
+The page exposes its state for tests: ``<body data-state="...">`` (``logged-out``,
+``connecting``, ``connected``, ``refreshing``, ``waiting``, ``disabled``, ``failed``),
+``window.closeCodes`` (every close code seen) and ``window.chatEvents`` (each step, with the
+time in milliseconds since the epoch).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from playwright.sync_api import ConsoleMessage, Error, Locator, Page, expect
+
+
+class ChatPage:
+    """One person's tab: a Playwright page with its console and errors recorded."""
+
+    def __init__(self, label: str, page: Page, base_url: str) -> None:
+        self.label = label
+        self.page = page
+        self.base_url = base_url
+        self.console: list[str] = []
+        self.errors: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", self._on_error)
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        self.console.append(f"[{message.type}] {message.text}")
+
+    def _on_error(self, error: Error) -> None:
+        self.errors.append(str(error))
+
+    def open(self, *, room: str, transport: str | None = None) -> None:
+        """Load the page (``?transport=...`` if given) in ``room`` and wait for the login form."""
+        query = f"?transport={transport}" if transport else ""
+        self.page.goto(f"{self.base_url}/{query}#{room}")
+        self.expect_state("logged-out")
+        expect(self.page.locator("#login-view")).to_be_visible()
+
+    def log_in(self, username: str, password: str) -> None:
+        """Fill in and submit the login form."""
+        self.page.fill("#login-username", username)
+        self.page.fill("#login-password", password)
+        self.page.click("#login-submit")
+
+    def log_in_and_connect(self, username: str, password: str) -> None:
+        """Log in and wait until the room's history has arrived over the socket."""
+        self.log_in(username, password)
+        self.expect_state("connected")
+        expect(self.page.locator("#username")).to_have_text(username)
+
+    def expect_state(self, state: str, *, timeout: float | None = None) -> None:
+        """Wait until ``<body data-state>`` is ``state``."""
+        expect(self.page.locator("body")).to_have_attribute("data-state", state, timeout=timeout)
+
+    def say(self, text: str) -> None:
+        """Type ``text`` in the message box and send it."""
+        self.page.fill("#message-input", text)
+        self.page.press("#message-input", "Enter")
+
+    def message(self, text: str) -> Locator:
+        """The confirmed message (stored by the server, so it has an id) with this text."""
+        return self.page.locator("#messages li[data-id]", has_text=text)
+
+    def expect_message(self, author: str, text: str) -> None:
+        """Wait until the room shows ``text``, stamped with ``author`` by the server."""
+        item = self.message(text)
+        expect(item).to_have_count(1)
+        expect(item).to_have_attribute("data-username", author)
+        expect(item.locator(".author")).to_have_text(author)
+
+    def switch_room(self, room: str) -> None:
+        """Join another room with the room form (the socket reconnects to it)."""
+        self.page.fill("#room-input", room)
+        self.page.press("#room-input", "Enter")
+
+    @property
+    def close_codes(self) -> list[int]:
+        """Every close code the page has seen, in order."""
+        codes: list[int] = self.page.evaluate("window.closeCodes")
+        return codes
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """The page's event log (``type``, ``at`` in epoch milliseconds, details)."""
+        events: list[dict[str, Any]] = self.page.evaluate("window.chatEvents")
+        return events
+
+    def wait_for_close_code(self, code: int, *, timeout_ms: float) -> None:
+        """Wait until the page has seen ``code``."""
+        self.page.wait_for_function(
+            "code => window.closeCodes.includes(code)", arg=code, timeout=timeout_ms
+        )
+
+    def status_text(self) -> str:
+        """The connection indicator's words."""
+        return self.page.inner_text("#status-text")

@@ -1,0 +1,194 @@
+"""The example chat page in headless Chromium against the example project under uvicorn.
+
+What a person sees: two people chat; a wrong password is refused; an expired token is
+refreshed and the socket reconnects by itself; a deactivated account is told so (4403); an
+authentication outage (4503) is retried with backoff; the query-string transport works too,
+and its token stays out of the server's log.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.pages import ChatPage
+from tests.e2e.server import ACCESS_TOKEN_SECONDS, DISPOSABLE_USER, ExampleServer
+
+pytestmark = pytest.mark.e2e
+
+OpenPage = Callable[..., ChatPage]
+ALICE = ("alice", "alice-demo-password")
+BOB = ("bob", "bob-demo-password")
+CAROL = ("carol", "carol-demo-password")  # inactive
+
+
+@pytest.fixture
+def room() -> str:
+    """A room of this test's own, so no other test's messages show up in it."""
+    return f"e2e-{uuid.uuid4().hex[:12]}"
+
+
+def first(
+    events: list[dict[str, Any]], kind: str, after: float = 0, **match: Any
+) -> dict[str, Any]:
+    """The first event of ``kind`` at or after ``after`` whose fields include ``match``."""
+    for event in events:
+        if event["type"] == kind and event["at"] >= after and match.items() <= event.items():
+            return event
+    raise AssertionError(f"no {kind} event {match} after {after} in {events}")
+
+
+def deactivate(server: ExampleServer, username: str) -> None:
+    """Deactivate a user in the server's database (directly: a Django process takes ~1 s,
+    a good part of the token's life)."""
+    with closing(sqlite3.connect(server.db_path)) as connection, connection:
+        updated = connection.execute(
+            "UPDATE auth_user SET is_active = 0 WHERE username = ?", (username,)
+        ).rowcount
+    assert updated == 1
+
+
+@contextmanager
+def database_unavailable(server: ExampleServer) -> Iterator[None]:
+    """Move the server's SQLite file away (Django opens a connection per lookup, which then
+    finds an empty database), and put it back afterwards."""
+    away = server.db_path.with_name(server.db_path.name + ".away")
+    server.db_path.rename(away)
+    try:
+        yield
+    finally:
+        server.db_path.unlink(missing_ok=True)
+        away.rename(server.db_path)
+
+
+def test_two_people_see_each_others_messages(open_page: OpenPage, room: str) -> None:
+    alice = open_page("alice", room=room)
+    bob = open_page("bob", room=room)
+    alice.log_in_and_connect(*ALICE)
+    bob.log_in_and_connect(*BOB)
+
+    alice.say("Hello Bob, can you read me?")
+    bob.expect_message("alice", "Hello Bob, can you read me?")
+    bob.say("Loud and clear, Alice.")
+    alice.expect_message("bob", "Loud and clear, Alice.")
+    alice.expect_message("alice", "Hello Bob, can you read me?")
+
+
+def test_browser_socket_negotiates_the_marker_subprotocol(open_page: OpenPage, room: str) -> None:
+    alice = open_page("alice", room=room)
+    alice.log_in_and_connect(*ALICE)
+
+    connected = first(alice.events, "connected")
+    assert connected["protocol"] == "access_token"
+    assert alice.close_codes == []
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [(ALICE[0], "not-her-password"), CAROL],
+    ids=["wrong-password", "inactive-user"],
+)
+def test_refused_login_shows_an_error(
+    open_page: OpenPage, room: str, username: str, password: str
+) -> None:
+    page = open_page(username, room=room)
+    page.log_in(username, password)
+
+    error = page.page.locator("#login-error")
+    expect(error).to_be_visible()
+    expect(error).to_have_text("Wrong username or password.")
+    page.expect_state("logged-out")
+    expect(page.page.locator("#chat-view")).to_be_hidden()
+    assert [event for event in page.events if event["type"] == "connecting"] == []
+
+
+def test_expired_token_is_refreshed_and_the_page_reconnects(open_page: OpenPage, room: str) -> None:
+    alice = open_page("alice", room=room)
+    bob = open_page("bob", room=room)
+    alice.log_in_and_connect(*ALICE)
+    bob.log_in_and_connect(*BOB)
+
+    alice.wait_for_close_code(4440, timeout_ms=(ACCESS_TOKEN_SECONDS + 3) * 1000)
+    alice.expect_state("connected")
+
+    events = alice.events
+    issued = first(events, "token")
+    expired = first(events, "closed", code=4440)
+    refreshed = first(events, "refreshed", after=expired["at"])
+    reconnected = first(events, "connected", after=refreshed["at"])
+    token_life = (expired["at"] - issued["at"]) / 1000
+    # The server's timer closed the socket when the token expired (exp is whole seconds).
+    assert ACCESS_TOKEN_SECONDS - 1.5 <= token_life <= ACCESS_TOKEN_SECONDS + 1.5
+    assert expired["reason"] == "token_expired"  # uvicorn passes close reasons on
+    assert reconnected["at"] - expired["at"] < 2000  # at once, not after a backoff
+    close_log = alice.page.locator("#close-log li[data-code='4440']").first
+    expect(close_log).to_contain_text("the access token expired")
+
+    alice.say("Back after a token refresh.")
+    bob.expect_message("alice", "Back after a token refresh.")
+    bob.say("Welcome back.")
+    alice.expect_message("bob", "Welcome back.")
+
+
+def test_deactivated_user_sees_the_account_disabled_state(
+    open_page: OpenPage, room: str, example_server: ExampleServer
+) -> None:
+    dave = open_page("dave", room=room)
+    dave.log_in_and_connect(*DISPOSABLE_USER)
+
+    deactivate(example_server, DISPOSABLE_USER[0])
+    dave.switch_room(f"{room}-next")  # a new handshake with the still-valid token
+
+    dave.expect_state("disabled")
+    assert dave.close_codes[-1] == 4403
+    expect(dave.page.locator("#status-text")).to_contain_text("Account disabled (4403)")
+    expect(dave.page.locator("#login-notice")).to_contain_text("this account is disabled")
+    expect(dave.page.locator("#chat-view")).to_be_hidden()
+
+
+def test_unavailable_authentication_is_retried_with_backoff(
+    open_page: OpenPage, room: str, example_server: ExampleServer
+) -> None:
+    alice = open_page("alice", room=room)
+    alice.log_in_and_connect(*ALICE)
+
+    with database_unavailable(example_server):
+        alice.switch_room(f"{room}-next")  # the user lookup fails: 4503
+        alice.wait_for_close_code(4503, timeout_ms=5000)
+        alice.expect_state("waiting")
+        expect(alice.page.locator("#status-text")).to_contain_text(
+            "Disconnected (4503): the server cannot check credentials right now: retrying. "
+            "Retrying in"
+        )
+    alice.expect_state("connected")  # the backoff timer tried again, by itself
+
+    retry = first(alice.events, "retry", code=4503)
+    assert 750 <= retry["delay"] <= 1250  # the first step of the backoff: 1 s, with jitter
+    assert first(alice.events, "connected", after=retry["at"])["room"] == f"{room}-next"
+
+
+def test_query_string_client_chats_and_its_token_stays_out_of_the_log(
+    open_page: OpenPage, room: str, example_server: ExampleServer
+) -> None:
+    bob = open_page("bob-query", room=room, transport="query")
+    alice = open_page("alice", room=room)
+    with bob.page.expect_response("**/api/login") as login:
+        bob.log_in(*BOB)
+    token = login.value.json()["access"]
+    bob.expect_state("connected")
+    alice.log_in_and_connect(*ALICE)
+
+    assert first(bob.events, "connected")["protocol"] == ""  # no subprotocol offered
+    expect(bob.page.locator("#transport")).to_have_text("the query string (?token=)")
+    bob.say("Sent over a socket opened with ?token=.")
+    alice.expect_message("bob", "Sent over a socket opened with ?token=.")
+
+    log = example_server.log()
+    assert f'"WebSocket /ws/chat/{room}/?token=[redacted]" [accepted]' in log
+    assert token not in log
