@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from channels_jwt.exceptions import CloseCode, TokenInvalid
+from channels_jwt.exceptions import ChannelsJWTError, CloseCode, TokenInvalid
 from channels_jwt.live import LiveSubscription
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class ConnectionGuard:
         self._timer: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
+        self._accepted = False
         self._subscription: LiveSubscription | None = None
         connection._guard = self
 
@@ -161,6 +162,7 @@ class ConnectionGuard:
             return  # the middleware closed the socket; later frames have nowhere to go
         if kind == "websocket.accept":
             await self._send(naming_marker(message, self._marker))
+            self._accepted = True
             self._arm_timer()
             return
         if kind == "websocket.close":
@@ -173,7 +175,7 @@ class ConnectionGuard:
             return
         self._closed = True
         self._cancel_timer()
-        code = self.pipeline.close_codes.get(reason, code)
+        code = int(self.pipeline.close_codes.get(reason, code))  # daphne takes plain ints only
         self.connection._close_code = code
         self.connection._close_reason = reason
         logger.info(
@@ -185,19 +187,21 @@ class ConnectionGuard:
         try:
             await self._send({"type": "websocket.close", "code": code, "reason": reason})
         except Exception as exc:  # the server may already have gone away
-            logger.debug("Closing the socket failed: %s", type(exc).__name__)
+            logger.warning("Closing the socket failed: %s", type(exc).__name__)
 
     async def refresh(self, token: str) -> None:
         """Verify ``token`` through the pipeline, require the same user, swap the claims."""
         claims, user = await self.pipeline.authenticate(token, self.scope)
         if getattr(user, "pk", None) != self.user_pk:
             raise TokenInvalid("refresh token names another user")
-        old_claims = self.connection.claims
         if self._subscription is not None:
-            await self._subscription.replace_token(old_claims, claims)
+            try:
+                await self._subscription.replace_token(self.connection.claims, claims)
+            except Exception as exc:
+                raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
         self.connection._claims = MappingProxyType(dict(claims))
-        if self._timer is not None:
-            self._cancel_timer()
+        self._cancel_timer()
+        if self._accepted:
             self._arm_timer()
 
     def _deadline(self) -> float | None:

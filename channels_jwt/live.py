@@ -65,21 +65,32 @@ class LiveSubscription:
         self._listener: asyncio.Task[None] | None = None
 
     async def join(self, user_id: Any, claims: Mapping[str, Any]) -> None:
-        """Join the groups and start listening; a layer failure is a 4503."""
-        try:
-            self._layer = channel_layer()
-            self._channel = await self._layer.new_channel("channels_jwt.")
-            await self._add(user_group(user_id))
-            await self._add(token_group(claims))
-        except Exception as exc:
-            await self.leave()
-            raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
+        """Join the groups and start listening; a layer failure is a 4503.
+
+        One failed attempt is retried at once: after the layer's server restarts, the first
+        use of a pooled connection fails although the server is back.
+        """
+        self._layer = channel_layer()
+        for attempt in range(2):
+            try:
+                self._channel = await self._layer.new_channel("channels_jwt.")
+                await self._add(user_group(user_id))
+                await self._add(token_group(claims))
+                break
+            except Exception as exc:
+                await self.leave()
+                if attempt:
+                    raise ChannelsJWTError(
+                        f"channel layer unavailable ({type(exc).__name__})"
+                    ) from exc
         self._listener = asyncio.create_task(self._listen())
 
     async def replace_token(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Move from the old token's group to the new one's (after a refresh)."""
-        await self._add(token_group(new))
-        await self._discard(token_group(old))
+        old_group, new_group = token_group(old), token_group(new)
+        if old_group != new_group:
+            await self._add(new_group)
+            await self._discard(old_group)
 
     async def leave(self) -> None:
         """Stop listening and leave every group (errors are logged, not raised)."""

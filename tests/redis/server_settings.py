@@ -1,0 +1,65 @@
+"""Django settings shared by the processes of ``tests/redis``: two servers and a third one.
+
+Everything that must be shared lives outside the processes: the SQLite file in the directory
+named by ``CHANNELS_JWT_REDIS_DIR``, and Redis (``CHANNELS_JWT_REDIS_URL``) holding both
+Django's cache (the ``cache_denylist`` revocations) and the channels_redis layer (the live
+revocation groups). The tests import :data:`SIGNING_KEY` from here to mint tokens, which is
+why missing variables do not fail the import (the processes always get them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REDIS_DIR_ENV = "CHANNELS_JWT_REDIS_DIR"
+REDIS_URL_ENV = "CHANNELS_JWT_REDIS_URL"
+_REDIS_DIR = os.environ.get(REDIS_DIR_ENV)
+_REDIS_URL = os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/0")
+
+#: Deliberately different from the other suites' keys: tokens must be minted for these servers.
+SIGNING_KEY = "redis-suite-signing-key-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
+
+SECRET_KEY = "redis-suite-secret-key-not-for-production-0123456789abcdefghijklmn"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "channels",
+    "channels_jwt",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(Path(_REDIS_DIR) / "db.sqlite3") if _REDIS_DIR else ":memory:",
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [_REDIS_URL]},
+    }
+}
+CHANNELS_JWT = {
+    "SIGNING_KEY": SIGNING_KEY,
+    "LIVE_REVOCATION": True,
+    "REVOCATION_CHECK": "channels_jwt.revocation.cache_denylist",
+}
+
+# channels_jwt's close and failure lines go to stderr, which the fixtures capture.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "loggers": {"channels_jwt": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
+}
