@@ -71,19 +71,24 @@ class LiveSubscription:
         use of a pooled connection fails although the server is back.
         """
         self._layer = channel_layer()
-        for attempt in range(2):
+        try:
+            await self._join_once(user_id, claims)
+        except Exception:
+            await self.leave()
             try:
-                self._channel = await self._layer.new_channel("channels_jwt.")
-                await self._add(user_group(user_id))
-                await self._add(token_group(claims))
-                break
+                await self._join_once(user_id, claims)
             except Exception as exc:
                 await self.leave()
-                if attempt:
-                    raise ChannelsJWTError(
-                        f"channel layer unavailable ({type(exc).__name__})"
-                    ) from exc
+                raise ChannelsJWTError(
+                    f"channel layer unavailable ({type(exc).__name__})"
+                ) from exc
         self._listener = asyncio.create_task(self._listen())
+
+    async def _join_once(self, user_id: Any, claims: Mapping[str, Any]) -> None:
+        assert self._layer is not None
+        self._channel = await self._layer.new_channel("channels_jwt.")
+        await self._add(user_group(user_id))
+        await self._add(token_group(claims))
 
     async def replace_token(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         """Move from the old token's group to the new one's (after a refresh)."""

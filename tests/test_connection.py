@@ -705,6 +705,24 @@ async def test_refresh_arms_a_timer_when_the_old_token_had_no_exp(
     assert await output_by(communicator, new_exp) == CLOSE_EXPIRED
 
 
+async def test_refresh_before_accept_arms_the_timer_only_at_accept(
+    configure: Configure, sockets: Sockets
+) -> None:
+    new_exp = soon()
+
+    async def refresh_then_accept(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await receive()
+        await scope["jwt"].refresh(token_for(exp=new_exp))
+        assert scope["jwt"].claims["exp"] == new_exp
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+
+    communicator = await sockets.open(JWTAuthMiddleware(refresh_then_accept), token_for())
+
+    assert await output_by(communicator, new_exp) == CLOSE_EXPIRED
+
+
 async def test_refresh_with_another_users_token_is_refused(
     configure: Configure, sockets: Sockets
 ) -> None:

@@ -653,6 +653,20 @@ async def test_anonymous_connection_without_credential(inner: RecordingApp) -> N
     await communicator.disconnect()
 
 
+async def test_anonymous_connection_offering_the_marker_is_accepted_with_it(
+    inner: RecordingApp,
+) -> None:
+    app = JWTAuthMiddleware(inner, settings={"ALLOW_ANONYMOUS": True})
+    communicator, outcome = await open_connection(app, subprotocols=["access_token"])
+    assert outcome == (True, "access_token")
+    (scope,) = inner.scopes
+    assert isinstance(scope["user"], AnonymousUser)
+    assert scope["subprotocols"] == []
+    await communicator.send_to(text_data="hello")
+    assert await communicator.receive_from() == "hello"
+    await communicator.disconnect()
+
+
 @pytest.mark.parametrize(
     ("make_attempt", "refusal"),
     [
