@@ -3,8 +3,8 @@
 A client whose token is about to expire sends ``{"type": "token.refresh", "token": "<jwt>"}``
 over the open socket instead of reconnecting. The mixin verifies it with
 ``scope["jwt"].refresh()`` and answers ``{"type": "token.refreshed", "expires_at": <exp>}``;
-a refused token closes the socket with that failure's close code (4440, 4401, 4441; 4503
-when the check itself failed).
+a refused token closes the socket with that failure's close code (4440, 4401, 4403, 4441;
+4503 when the check itself failed), and a frame whose ``token`` is not a string with 4400.
 Every other frame reaches your ``receive_json`` as usual.
 """
 

@@ -79,9 +79,7 @@ class LiveSubscription:
                 await self._join_once(user_id, claims)
             except Exception as exc:
                 await self.leave()
-                raise ChannelsJWTError(
-                    f"channel layer unavailable ({type(exc).__name__})"
-                ) from exc
+                raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
         self._listener = asyncio.create_task(self._listen())
 
     async def _join_once(self, user_id: Any, claims: Mapping[str, Any]) -> None:

@@ -14,6 +14,14 @@ Frames (JSON):
 - server → every client in the room: ``{"type": "message", "id", "client_id", "room",
   "username", "text", "sent_at"}``.
 - server → client: ``{"type": "error", "detail": "..."}`` for a frame it cannot use.
+- client → server: ``{"type": "token.refresh", "token": "<new access token>"}`` shortly before
+  the current token expires; the server answers ``{"type": "token.refreshed", "expires_at":
+  <exp, epoch seconds>}`` on the same socket, or closes it with the refusal's code (4401, 4403,
+  4440, 4441, 4503; 4400 for a frame without a token string). ``TokenRefreshMixin`` handles
+  these frames before ``receive_json`` sees anything: every other frame, even a chat message
+  whose text says "token.refresh", reaches ``receive_json`` as before. Without a refresh the
+  middleware closes the socket with 4440 when the token expires, and the client refreshes and
+  reconnects.
 """
 
 from __future__ import annotations
@@ -26,14 +34,16 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.db import IntegrityError
 
+from channels_jwt.consumers import TokenRefreshMixin
 from chat.models import HISTORY_LENGTH, MAX_TEXT_LENGTH, Message
 
 logger = logging.getLogger("chat")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
-    """One socket in one room."""
+class ChatConsumer(TokenRefreshMixin, AsyncJsonWebsocketConsumer):
+    """One socket in one room. The mixin comes first: its ``receive`` takes the
+    ``token.refresh`` frames and passes everything else on to ``receive_json``."""
 
     room: str
     group: str

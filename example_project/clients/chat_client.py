@@ -9,6 +9,12 @@ the close code says what happened; the client prints it in words and exits with 
 its own (see ``EXIT_STATUSES``), except for 4440 (token expired), where a logged-in client
 gets a new token from ``/api/refresh`` and reconnects, as an app would.
 
+A logged-in client also renews its token in place, without reconnecting: at 80% of the
+token's life (at least 1 s before it expires) it gets a new one from ``/api/refresh`` and sends
+``{"type": "token.refresh", "token": ...}`` on the open socket; the server answers
+``{"type": "token.refreshed", "expires_at": ...}``. If that fails, the server closes the socket
+with 4440 when the old token expires, and the refresh-and-reconnect above takes over.
+
 Examples (with ``make demo`` running)::
 
     python example_project/clients/chat_client.py --username alice --password alice-demo-password
@@ -27,10 +33,12 @@ import getpass
 import http.cookiejar
 import json
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -143,6 +151,15 @@ def websocket_url(server: str, room: str) -> str:
     return f"{scheme}://{parts.netloc}/ws/chat/{room}/"
 
 
+def renew_delay(expires_in: float, received_at: float) -> float:
+    """Seconds from now until the token received at ``received_at`` (``time.monotonic()``)
+    should be renewed: at 80% of its life, at least 1 s before its end, not before half of it.
+    ``exp`` is whole seconds, so the token may end up to 1 s sooner than ``expires_in`` says."""
+    life = max(0.0, expires_in - 1)
+    at = max(0.5, life / 2, min(life * 0.8, life - 1))
+    return max(0.0, received_at + at - time.monotonic())
+
+
 def show(message: dict[str, Any]) -> None:
     """Print one chat message."""
     sent = datetime.fromisoformat(message["sent_at"]).strftime("%H:%M:%S")
@@ -152,14 +169,25 @@ def show(message: dict[str, Any]) -> None:
 class Chat:
     """One run of the client: connect, reconnect after a refresh, stop when done."""
 
-    def __init__(self, args: argparse.Namespace, session: Session | None, token: str) -> None:
+    def __init__(
+        self, args: argparse.Namespace, session: Session | None, login: dict[str, Any]
+    ) -> None:
         self.args = args
         self.session = session
-        self.token = token
+        self.token = ""
+        self.expires_in: float | None = None
+        self.received_at = 0.0
+        self.set_token(login)
         self.client_id = uuid.uuid4().hex  # the same on a resend, so it is stored once
         self.received = 0
         self.refreshes = 0  # in a row, without a working connection in between
         self.shown: set[int] = set()  # ids of the messages printed (history repeats them)
+
+    def set_token(self, data: dict[str, Any]) -> None:
+        """Use the token of a login or refresh answer (``{"access", "expires_in"}``)."""
+        self.token = data["access"]
+        self.expires_in = data.get("expires_in")
+        self.received_at = time.monotonic()
 
     async def run(self) -> int:
         while True:
@@ -172,7 +200,7 @@ class Chat:
                     self.refreshes += 1
                     print("token expired (4440): refreshing and reconnecting", flush=True)
                     try:
-                        self.token = self.session.refresh()["access"]
+                        self.set_token(self.session.refresh())
                     except LoginFailed as failure:
                         raise self.closed(code, reason) from failure
                     continue
@@ -197,6 +225,34 @@ class Chat:
         hello = json.loads(await ws.recv())
         print(f"connected to #{hello['room']} as {hello['username']}", flush=True)
         self.refreshes = 0
+        renewer = asyncio.create_task(self.renew_in_place(ws))
+        try:
+            return await self.chat(ws, hello)
+        finally:
+            renewer.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewer
+
+    async def renew_in_place(self, ws: ClientConnection) -> None:
+        """Send a new token on the open socket before the current one expires, as long as the
+        session gives one. Without a session (``--token``), or once it fails, the server closes
+        the socket with 4440 at expiry and ``run`` takes over."""
+        if self.session is None or not self.expires_in:
+            return
+        while True:
+            await asyncio.sleep(renew_delay(self.expires_in, self.received_at))
+            try:
+                data = await asyncio.to_thread(self.session.refresh)
+            except (LoginFailed, ClientExit) as exc:
+                print(f"could not renew the token in place: {exc}", file=sys.stderr, flush=True)
+                return
+            self.set_token(data)
+            try:
+                await ws.send(json.dumps({"type": "token.refresh", "token": self.token}))
+            except ConnectionClosed:
+                return  # the reading side sees the close and its code
+
+    async def chat(self, ws: ClientConnection, hello: dict[str, Any]) -> int:
         for message in hello["messages"][-self.args.history :] if self.args.history else []:
             self.show(message)
         if self.args.say:
@@ -206,6 +262,11 @@ class Chat:
             frame = json.loads(raw)
             if frame.get("type") == "error":
                 print(f"server: {frame.get('detail')}", file=sys.stderr, flush=True)
+                continue
+            if frame.get("type") == "token.refreshed":
+                exp = frame.get("expires_at")
+                until = datetime.fromtimestamp(exp).strftime("%H:%M:%S") if exp else "?"
+                print(f"token renewed in place, valid until {until}", flush=True)
                 continue
             if frame.get("type") != "message":
                 continue
@@ -257,15 +318,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 async def amain(args: argparse.Namespace) -> int:
     session = None
-    token = args.token
-    if token is None:
+    login: dict[str, Any] = {"access": args.token}  # no expires_in: no renewal in place
+    if args.token is None:
         session = Session(args.server)
         password = args.password if args.password is not None else getpass.getpass()
         try:
-            token = session.log_in(args.username, password)["access"]
+            login = session.log_in(args.username, password)
         except LoginFailed as exc:
             raise ClientExit(EXIT_LOGIN_FAILED, f"login failed: {exc}") from exc
-    chat = Chat(args, session, token)
+    chat = Chat(args, session, login)
     if args.timeout is None:
         return await chat.run()
     try:

@@ -119,19 +119,22 @@ def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
 def open_page(
     request: pytest.FixtureRequest, browser: Browser, example_server: ExampleServer
 ) -> Iterator[Callable[..., ChatPage]]:
-    """``open_page(label, room=..., transport=...)``: the chat page in a fresh browser context.
+    """``open_page(label, room=..., transport=..., renew_in_place=...)``: the chat page in a
+    fresh browser context (see ``ChatPage.open``).
 
     Each call is a separate context (its own cookies: another person). Uncaught errors in
     the page fail the test. On failure, screenshots and console logs are saved.
     """
     pages: list[ChatPage] = []
 
-    def open_chat(label: str, *, room: str, transport: str | None = None) -> ChatPage:
+    def open_chat(
+        label: str, *, room: str, transport: str | None = None, renew_in_place: bool = True
+    ) -> ChatPage:
         context = browser.new_context(viewport={"width": 1100, "height": 720})
         context.set_default_timeout(STEP_TIMEOUT_MS)
         page = ChatPage(label, context.new_page(), example_server.url)
         pages.append(page)
-        page.open(room=room, transport=transport)
+        page.open(room=room, transport=transport, renew_in_place=renew_in_place)
         return page
 
     yield open_chat

@@ -2,13 +2,15 @@
 
 The page exposes its state for tests: ``<body data-state="...">`` (``logged-out``,
 ``connecting``, ``connected``, ``refreshing``, ``waiting``, ``disabled``, ``failed``),
-``window.closeCodes`` (every close code seen) and ``window.chatEvents`` (each step, with the
-time in milliseconds since the epoch).
+``window.closeCodes`` (every close code seen), ``window.refreshes`` (every ``token.refreshed``
+reply: the token renewed in place) and ``window.chatEvents`` (each step, with the time in
+milliseconds since the epoch).
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from playwright.sync_api import ConsoleMessage, Error, Locator, Page, expect
 
@@ -31,9 +33,17 @@ class ChatPage:
     def _on_error(self, error: Error) -> None:
         self.errors.append(str(error))
 
-    def open(self, *, room: str, transport: str | None = None) -> None:
-        """Load the page (``?transport=...`` if given) in ``room`` and wait for the login form."""
-        query = f"?transport={transport}" if transport else ""
+    def open(self, *, room: str, transport: str | None = None, renew_in_place: bool = True) -> None:
+        """Load the page in ``room`` and wait for the login form.
+
+        ``transport="query"`` sends the token as ``?token=``; ``renew_in_place=False`` opens
+        the page with ``?refresh=reconnect``: it never renews its token on the open socket,
+        so the server closes it with 4440 and the page refreshes and reconnects.
+        """
+        params = {"transport": transport} if transport else {}
+        if not renew_in_place:
+            params["refresh"] = "reconnect"
+        query = f"?{urlencode(params)}" if params else ""
         self.page.goto(f"{self.base_url}/{query}#{room}")
         self.expect_state("logged-out")
         expect(self.page.locator("#login-view")).to_be_visible()
@@ -80,6 +90,13 @@ class ChatPage:
         """Every close code the page has seen, in order."""
         codes: list[int] = self.page.evaluate("window.closeCodes")
         return codes
+
+    @property
+    def refreshes(self) -> list[dict[str, Any]]:
+        """Every ``token.refreshed`` reply: ``at``, ``socket``, ``expires_at`` and
+        ``previous_expires_at`` (epoch milliseconds; the server's word on the token's end)."""
+        refreshes: list[dict[str, Any]] = self.page.evaluate("window.refreshes")
+        return refreshes
 
     @property
     def events(self) -> list[dict[str, Any]]:

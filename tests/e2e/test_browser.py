@@ -1,9 +1,10 @@
 """The example chat page in headless Chromium against the example project under uvicorn.
 
-What a person sees: two people chat; a wrong password is refused; an expired token is
-refreshed and the socket reconnects by itself; a deactivated account is told so (4403); an
-authentication outage (4503) is retried with backoff; the query-string transport works too,
-and its token stays out of the server's log.
+What a person sees: two people chat; a wrong password is refused; the token is renewed in
+place on the open socket before it expires, for as long as the page stays open; a page that
+does not renew it is closed with 4440 when it expires, refreshes it and reconnects by itself;
+a deactivated account is told so (4403); an authentication outage (4503) is retried with
+backoff; the query-string transport works too, and its token stays out of the server's log.
 """
 
 from __future__ import annotations
@@ -108,8 +109,64 @@ def test_refused_login_shows_an_error(
     assert [event for event in page.events if event["type"] == "connecting"] == []
 
 
-def test_expired_token_is_refreshed_and_the_page_reconnects(open_page: OpenPage, room: str) -> None:
+def stay_for(page: ChatPage, since_ms: float, seconds: float) -> None:
+    """Let the page run until ``seconds`` have passed since ``since_ms`` (its clock)."""
+    page.page.wait_for_function(
+        "([since, span]) => Date.now() - since >= span",
+        arg=[since_ms, seconds * 1000],
+        polling=100,
+        timeout=(seconds + 5) * 1000,
+    )
+
+
+def handshakes(server: ExampleServer, room: str) -> int:
+    """How many WebSocket handshakes to ``room`` the server accepted (its access log)."""
+    return server.log().count(f'"WebSocket /ws/chat/{room}/" [accepted]')
+
+
+def test_token_is_renewed_in_place_and_the_socket_stays_open(
+    open_page: OpenPage, room: str, example_server: ExampleServer
+) -> None:
     alice = open_page("alice", room=room)
+    bob = open_page("bob", room=room)
+    alice.log_in_and_connect(*ALICE)
+    bob.log_in_and_connect(*BOB)
+
+    connected = first(alice.events, "connected")
+    stay_for(alice, connected["at"], 2.5 * ACCESS_TOKEN_SECONDS)
+
+    for page in (alice, bob):
+        assert page.close_codes == [], page.label
+        sockets = {event["socket"] for event in page.events if event["type"] == "connecting"}
+        assert len(sockets) == 1, page.label  # never reconnected
+        refreshes = page.refreshes
+        assert len(refreshes) >= 2, page.label  # ~one per half lifetime; none would mean 4440
+        for renewal in refreshes:
+            assert renewal["socket"] in sockets  # on the socket opened first
+            assert renewal["at"] < renewal["previous_expires_at"]  # before the old token ended
+            assert renewal["expires_at"] > renewal["previous_expires_at"]
+    assert alice.refreshes[0]["previous_expires_at"] == connected["expires_at"]
+    log = example_server.log()
+    assert f"code=4440 path=/ws/chat/{room}/" not in log
+    assert handshakes(example_server, room) == 2  # one per page
+    expect(alice.page.locator("#status-text")).to_contain_text("Token renewed in place at")
+    expect(alice.page.locator("#close-log li[data-renewed]").first).to_contain_text(
+        "token renewed in place (same socket, valid until"
+    )
+
+    # Still chatting on the same sockets; a message that mentions the refresh frame's type
+    # reaches the chat, not the mixin.
+    alice.say('Still here, no reconnect: {"type": "token.refresh"}')
+    bob.expect_message("alice", 'Still here, no reconnect: {"type": "token.refresh"}')
+    bob.say("Same socket here.")
+    alice.expect_message("bob", "Same socket here.")
+    assert alice.close_codes == bob.close_codes == []
+
+
+def test_expired_token_is_refreshed_and_the_page_reconnects(open_page: OpenPage, room: str) -> None:
+    # Alice's page does not renew its token in place (?refresh=reconnect): the server's timer
+    # closes her socket with 4440, and the fallback refreshes and reconnects. Bob's renews.
+    alice = open_page("alice", room=room, renew_in_place=False)
     bob = open_page("bob", room=room)
     alice.log_in_and_connect(*ALICE)
     bob.log_in_and_connect(*BOB)
@@ -129,11 +186,15 @@ def test_expired_token_is_refreshed_and_the_page_reconnects(open_page: OpenPage,
     assert reconnected["at"] - expired["at"] < 2000  # at once, not after a backoff
     close_log = alice.page.locator("#close-log li[data-code='4440']").first
     expect(close_log).to_contain_text("the access token expired")
+    assert alice.refreshes == []
+    assert [event for event in alice.events if event["type"] == "renewing"] == []
 
     alice.say("Back after a token refresh.")
     bob.expect_message("alice", "Back after a token refresh.")
     bob.say("Welcome back.")
     alice.expect_message("bob", "Welcome back.")
+    assert bob.close_codes == []  # meanwhile, Bob's token was renewed in place
+    assert len(bob.refreshes) >= 1
 
 
 def test_deactivated_user_sees_the_account_disabled_state(

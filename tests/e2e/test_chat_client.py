@@ -1,7 +1,8 @@
 """``example_project/clients/chat_client.py`` against the example project under uvicorn.
 
 The client logs in over HTTP and presents its token in an ``Authorization: Bearer`` header.
-It must receive messages, and exit with the documented status and words on each refusal.
+It must receive messages, renew its token on the open socket before it expires, and exit with
+the documented status and words on each refusal.
 """
 
 from __future__ import annotations
@@ -133,6 +134,34 @@ def test_client_receives_a_message_over_the_header_transport(
     assert listener.wait_for_line("[#").endswith("] bob: Hello from a terminal.")
     status, rest = listener.finish()
     assert (status, rest) == (0, [])
+
+
+def test_client_renews_its_token_in_place_and_keeps_its_socket(
+    example_server: ExampleServer, background_client: Callable[..., RunningClient], room: str
+) -> None:
+    listener = background_client(
+        "--username", ALICE[0], "--password", ALICE[1], "--room", room, "--count", "1"
+    )
+    assert listener.wait_for_line("connected to") == f"connected to #{room} as alice"
+    # Each renewal comes at ~half the token's life after the last: by the second one, the
+    # token the socket was opened with has expired.
+    for _ in range(2):
+        assert listener.wait_for_line("token renewed").startswith(
+            "token renewed in place, valid until "
+        )
+
+    sender = run_client(
+        example_server, "--username", BOB[0], "--password", BOB[1], "--room", room,
+        "--say", "Still on the first socket?",
+    )  # fmt: skip
+    assert sender.returncode == 0, sender.stderr
+    assert listener.wait_for_line("[#").endswith("] bob: Still on the first socket?")
+    status, rest = listener.finish()
+    assert status == 0
+    lines = listener.seen + rest
+    assert [line for line in lines if line.startswith("connected to")] == [lines[0]]
+    assert not [line for line in lines if "4440" in line or "could not renew" in line]
+    assert f"code=4440 path=/ws/chat/{room}/" not in example_server.log()
 
 
 def test_browser_sees_what_the_python_client_says(

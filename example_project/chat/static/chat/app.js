@@ -6,8 +6,16 @@
 //   new WebSocket(url + "?token=" + token)             (page opened with ?transport=query)
 // When the socket closes, the close code alone says what to do (see CLOSE_CODES below).
 //
+// The token is renewed in place: at 80% of its life (at least 1 s before it expires) the page
+// gets a new one from POST /api/refresh and sends {"type": "token.refresh", "token": ...} on
+// the open socket; the server answers {"type": "token.refreshed", "expires_at": <exp>} and
+// the socket lives on. If that fails, nothing else is needed: the server closes the socket
+// with 4440 when the old token expires, and the page refreshes and reconnects (the fallback).
+// Open the page with ?refresh=reconnect to skip in-place renewal and watch the fallback.
+//
 // For tests and the curious: <body data-state="..."> mirrors the connection state,
-// window.closeCodes lists every close code seen, window.chatEvents every step with a time.
+// window.closeCodes lists every close code seen, window.refreshes every token.refreshed
+// reply, window.chatEvents every step with a time.
 "use strict";
 
 (() => {
@@ -27,8 +35,9 @@
   };
   const MAX_BACKOFF_MS = 30000;
   const ROOM_NAME = /^[A-Za-z0-9_-]{1,50}$/;
-  const TRANSPORT =
-    new URLSearchParams(location.search).get("transport") === "query" ? "query" : "subprotocol";
+  const PARAMS = new URLSearchParams(location.search);
+  const TRANSPORT = PARAMS.get("transport") === "query" ? "query" : "subprotocol";
+  const RENEW_IN_PLACE = PARAMS.get("refresh") !== "reconnect";
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -56,13 +65,23 @@
     closeLog: $("close-log"),
   };
 
-  const session = { token: null, username: null };
-  const socket = { ws: null, generation: 0, attempt: 0, timer: null, connected: false };
+  // receivedAt/expiresIn: when this page got the token (its own clock) and its lifetime.
+  const session = { token: null, username: null, receivedAt: 0, expiresIn: 0 };
+  const socket = {
+    ws: null,
+    generation: 0, // one per socket: events of a replaced socket are ignored
+    attempt: 0,
+    timer: null, // reconnection backoff
+    renewTimer: null, // in-place renewal of the token
+    expiresAt: null, // the server's word on when the socket's token expires (ms), or null
+    connected: false,
+  };
   let room = roomFromHash() || "lobby";
   const pending = new Map(); // client_id -> {room, text}: sent, not yet confirmed by the server
   const rendered = new Map(); // "username/client_id" -> <li>
 
   window.closeCodes = [];
+  window.refreshes = [];
   window.chatEvents = [];
 
   function record(type, detail = {}) {
@@ -129,18 +148,36 @@
     }
   }
 
+  function clock(ms) {
+    return new Date(ms).toLocaleTimeString();
+  }
+
   function logClose(code, reason) {
     const item = document.createElement("li");
     item.dataset.code = String(code);
-    const when = new Date().toLocaleTimeString();
+    const when = clock(Date.now());
     item.textContent = `${when}  ${code}${reason ? ` (${reason})` : ""}: ${meaning(code)}`;
+    ui.closeLog.append(item);
+  }
+
+  function logRenewal(expiresAt) {
+    const item = document.createElement("li");
+    item.dataset.renewed = "";
+    const until = expiresAt === null ? "" : `, valid until ${clock(expiresAt)}`;
+    item.textContent = `${clock(Date.now())}  token renewed in place (same socket${until})`;
     ui.closeLog.append(item);
   }
 
   // --- Signing in and out ------------------------------------------------------------------
 
-  function signedIn(data) {
+  function setToken(data) {
     session.token = data.access;
+    session.receivedAt = Date.now();
+    session.expiresIn = data.expires_in;
+  }
+
+  function signedIn(data) {
+    setToken(data);
     session.username = data.username;
     record("token", { expires_in: data.expires_in });
     showChat();
@@ -149,8 +186,10 @@
 
   function stopSocket() {
     clearTimeout(socket.timer);
+    clearTimeout(socket.renewTimer);
     socket.generation += 1; // events of the old socket are ignored from now on
     socket.connected = false;
+    socket.expiresAt = null;
     if (socket.ws) {
       socket.ws.close(1000);
       socket.ws = null;
@@ -233,7 +272,7 @@
         ? new WebSocket(`${socketURL()}?token=${encodeURIComponent(session.token)}`)
         : new WebSocket(socketURL(), ["access_token", session.token]);
     socket.ws = ws;
-    record("connecting", { room, transport: TRANSPORT });
+    record("connecting", { room, transport: TRANSPORT, socket: generation });
     setStatus("connecting", `Connecting to #${room}…`);
     ws.onmessage = (event) => {
       if (generation === socket.generation) onFrame(JSON.parse(event.data));
@@ -248,18 +287,91 @@
       // Connected for real: a refused handshake opens and closes at once, so "open" is not it.
       socket.connected = true;
       socket.attempt = 0;
-      record("connected", { room: frame.room, protocol: socket.ws.protocol });
+      socket.expiresAt = frame.expires_at ? Date.parse(frame.expires_at) : null;
+      record("connected", {
+        room: frame.room,
+        protocol: socket.ws.protocol,
+        socket: socket.generation,
+        expires_at: socket.expiresAt,
+      });
       setStatus("connected", `Connected to #${frame.room} as ${frame.username}.`);
       frame.messages.forEach(showMessage);
       flushPending();
+      scheduleRenewal();
     } else if (frame.type === "message") {
       showMessage(frame);
+    } else if (frame.type === "token.refreshed") {
+      onRenewed(frame);
     } else if (frame.type === "error") {
       record("server-error", { detail: frame.detail });
     }
   }
 
+  // --- Renewing the token in place ---------------------------------------------------------
+
+  // When to renew, in ms from now: at 80% of the token's life and at least 1 s before its end
+  // (but not before half of it). `exp` is in whole seconds, so a token may end up to 1 s
+  // sooner than expires_in says: its life is counted 1 s shorter. The page's own clock only:
+  // the browser's and the server's clocks may disagree.
+  function renewDelay() {
+    const life = Math.max(0, (session.expiresIn - 1) * 1000);
+    const at = Math.max(500, life / 2, Math.min(life * 0.8, life - 1000));
+    return Math.max(0, session.receivedAt + at - Date.now());
+  }
+
+  function scheduleRenewal() {
+    clearTimeout(socket.renewTimer);
+    if (!RENEW_IN_PLACE) return;
+    const generation = socket.generation;
+    socket.renewTimer = setTimeout(() => {
+      if (generation === socket.generation && socket.connected) renewInPlace();
+    }, renewDelay());
+  }
+
+  async function renewInPlace() {
+    const generation = socket.generation;
+    record("renewing", { socket: generation });
+    let result = null;
+    try {
+      result = await post("/api/refresh");
+    } catch (_) {
+      // network trouble: the fallback below
+    }
+    if (generation !== socket.generation || !socket.connected) return; // replaced meanwhile
+    if (!result || !result.ok) {
+      // The fallback: the server closes this socket with 4440 when its token expires, and
+      // onClose refreshes and reconnects (or asks for the password if the session ended).
+      record("renew-failed", { socket: generation, status: result ? result.status : null });
+      return;
+    }
+    setToken(result.data); // also the token of the next connection, whatever happens here
+    socket.ws.send(JSON.stringify({ type: "token.refresh", token: session.token }));
+    // The answer is a token.refreshed frame (onRenewed), or a close with the refusal's code.
+  }
+
+  function onRenewed(frame) {
+    const previous = socket.expiresAt;
+    socket.expiresAt = typeof frame.expires_at === "number" ? frame.expires_at * 1000 : null;
+    const renewal = {
+      at: Date.now(),
+      socket: socket.generation,
+      expires_at: socket.expiresAt,
+      previous_expires_at: previous,
+    };
+    window.refreshes.push(renewal);
+    record("renewed", renewal);
+    logRenewal(socket.expiresAt);
+    const until = socket.expiresAt === null ? "" : `, valid until ${clock(socket.expiresAt)}`;
+    setStatus(
+      "connected",
+      `Connected to #${room} as ${session.username}. ` +
+        `Token renewed in place at ${clock(renewal.at)} (no reconnect${until}).`,
+    );
+    scheduleRenewal();
+  }
+
   function onClose(code, reason) {
+    clearTimeout(socket.renewTimer);
     socket.ws = null;
     socket.connected = false;
     window.closeCodes.push(code);
@@ -290,7 +402,7 @@
     }
     if (generation !== socket.generation) return; // logged out or switched rooms meanwhile
     if (result && result.ok) {
-      session.token = result.data.access;
+      setToken(result.data);
       record("refreshed", { expires_in: result.data.expires_in });
       // At once the first time; with backoff if the new token did not even get us connected.
       if (socket.attempt === 0) {
