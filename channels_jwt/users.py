@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db.models import Field
 
-from channels_jwt.conf import active_settings
+from channels_jwt.conf import Settings, active_settings
 from channels_jwt.exceptions import TokenInvalid, UserRejected
 
 if TYPE_CHECKING:
@@ -100,14 +101,34 @@ def _storable_text(value: str) -> bool:
     return True
 
 
-def _user_id(claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
+@dataclass(frozen=True)
+class _UserIdentity:
+    """Where a user's id is in the claims and in the user model (resolved once per settings)."""
+
+    user_model: type[Model]
+    claim: str
+    field_name: str
+    field: Field[Any, Any]
+
+
+def _identity() -> _UserIdentity:
     settings = active_settings()
+    return settings.derived("user_identity", lambda: _resolve_identity(settings))
+
+
+def _resolve_identity(settings: Settings) -> _UserIdentity:
     user_model = get_user_model()
     field_name = settings.USER_ID_FIELD
     field = user_model._meta.get_field(field_name)
     if not isinstance(field, Field) or field.is_relation:
         raise ImproperlyConfigured(f"USER_ID_FIELD {field_name!r} is a relation, not a field")
-    return user_model, field_name, canonical_user_id(claims.get(settings.USER_ID_CLAIM), field)
+    return _UserIdentity(user_model, settings.USER_ID_CLAIM, field_name, field)
+
+
+def _user_id(claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
+    identity = _identity()
+    user_id = canonical_user_id(claims.get(identity.claim), identity.field)
+    return identity.user_model, identity.field_name, user_id
 
 
 class UserCache:
