@@ -10,14 +10,12 @@ what makes ``override_settings`` work in tests.
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import timedelta
 from importlib import import_module
-from importlib.util import find_spec
 from typing import Any, TypeVar
 
 from django.conf import settings as django_settings
@@ -102,23 +100,16 @@ def seconds(value: float | timedelta | None) -> float | None:
 _SIMPLEJWT_SETTINGS = "rest_framework_simplejwt.settings"
 
 
-@functools.cache
-def _simplejwt_installed() -> bool:
-    return find_spec("rest_framework_simplejwt") is not None
-
-
 def _simplejwt_settings() -> Any:
-    # Read on every settings access, so the import machinery is skipped once it is loaded;
-    # simplejwt rebinds ``api_settings`` on ``setting_changed``, hence no caching of it.
-    module = sys.modules.get(_SIMPLEJWT_SETTINGS, _UNSET)
-    if module is _UNSET:
-        if not _simplejwt_installed():
-            return None
+    # sys.modules first: the import machinery is slow even for a loaded module. simplejwt
+    # rebinds ``api_settings`` on ``setting_changed``, so the attribute is read every time.
+    module = sys.modules.get(_SIMPLEJWT_SETTINGS)
+    if module is None:
         try:
             module = import_module(_SIMPLEJWT_SETTINGS)
         except ImportError:
             return None
-    return None if module is None else module.api_settings
+    return module.api_settings
 
 
 def simplejwt_default(name: str) -> Any:

@@ -271,3 +271,13 @@ async def test_without_simplejwt_there_is_no_key(
     settings.CHANNELS_JWT = {}
     closed, _ = await connect(hs_token(claims_for(user.pk), key=settings.SECRET_KEY))
     assert closed == closed_with(4503, "auth_unavailable")
+
+
+def test_simplejwt_settings_are_imported_when_not_loaded_yet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from channels_jwt.conf import simplejwt_default
+
+    monkeypatch.delitem(sys.modules, "rest_framework_simplejwt.settings")
+    assert simplejwt_default("USER_ID_CLAIM") == "user_id"
+    assert "rest_framework_simplejwt.settings" in sys.modules
