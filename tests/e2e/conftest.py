@@ -25,12 +25,11 @@ from tests.e2e.server import (
     REPO_ROOT,
     ExampleServer,
     environment,
-    free_port,
     set_up_database,
     start,
-    stop,
     wait_until_serving,
 )
+from tests.processes import free_port, stop
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,6 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DIR = REPO_ROOT / "example_project"
 START_TIMEOUT = 20.0
-STOP_TIMEOUT = 5.0
 
 #: Short enough to watch a token expire in a test, long enough for a test step to finish.
 ACCESS_TOKEN_SECONDS = 4
@@ -97,14 +95,6 @@ def set_up_database(env: dict[str, str]) -> dict[str, int]:
     return user_ids
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def start(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
     """Start uvicorn serving ``config.asgi:application`` on ``port``."""
     command = [
@@ -151,14 +141,3 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, log_path: Pat
         f"the example server did not answer {url} within {START_TIMEOUT}s:\n"
         + log_path.read_text(errors="replace")
     )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate the server (kill it if it lingers) and reap it."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.live.server_settings import LIVE_DIR_ENV
+from tests.processes import ServerProcess, free_port, stop, wait_until_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLICATION = "tests.live.asgi_app:application"
-START_TIMEOUT = 15.0
-STOP_TIMEOUT = 5.0
 
 _SETUP_DATABASE = """
 import json
@@ -50,21 +47,7 @@ class LiveUsers:
     inactive: int
 
 
-@dataclass(frozen=True)
-class LiveServer:
-    """A running server: its name, where it listens, and the file its output goes to."""
-
-    name: str
-    port: int
-    log_path: Path
-
-    def url(self, path: str) -> str:
-        """The ``ws://`` URL of ``path`` (which starts with ``/``) on this server."""
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def log(self) -> str:
-        """Everything the server has written to stdout and stderr so far."""
-        return self.log_path.read_text(errors="replace")
+LiveServer = ServerProcess
 
 
 def server_environment(live_dir: Path) -> dict[str, str]:
@@ -75,14 +58,6 @@ def server_environment(live_dir: Path) -> dict[str, str]:
         LIVE_DIR_ENV: str(live_dir),
         "PYTHONUNBUFFERED": "1",
     }
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def server_command(name: str, port: int) -> list[str]:
@@ -99,37 +74,6 @@ def server_command(name: str, port: int) -> list[str]:
             str(port),
         ]
     return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPLICATION]
-
-
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
-    """Poll ``port`` until it accepts a connection; fail if the process dies or times out."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(
-                f"server exited with {process.returncode} before listening:\n"
-                + log_path.read_text(errors="replace")
-            )
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    pytest.fail(
-        f"server not listening on {port} after {START_TIMEOUT}s:\n"
-        + log_path.read_text(errors="replace")
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate ``process`` (kill it if it lingers) and reap it."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=STOP_TIMEOUT)
 
 
 @pytest.fixture(scope="session")

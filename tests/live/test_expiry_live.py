@@ -23,16 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
 from tests.conftest import claims_for, hs_token
-from tests.live.conftest import (
-    REPO_ROOT,
-    LiveServer,
-    LiveUsers,
-    free_port,
-    server_environment,
-    stop,
-    wait_until_listening,
-)
+from tests.live.conftest import REPO_ROOT, LiveServer, LiveUsers, server_environment
 from tests.live.server_settings import SIGNING_KEY
+from tests.processes import free_port, stop, wait_until_listening
 
 pytestmark = pytest.mark.live
 

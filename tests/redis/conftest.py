@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.live.conftest import free_port, stop, wait_until_listening
+from tests.processes import ServerProcess, free_port, stop, wait_until_listening
 from tests.redis.server_settings import REDIS_DIR_ENV, REDIS_URL_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -127,19 +127,7 @@ class RedisUsers:
     bob: int
 
 
-@dataclass(frozen=True)
-class Server:
-    """A running uvicorn: its name, port, and the file its output goes to."""
-
-    name: str
-    port: int
-    log_path: Path
-
-    def url(self, path: str) -> str:
-        return f"ws://127.0.0.1:{self.port}{path}"
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+Server = ServerProcess
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,70 @@
+"""Starting and stopping the server processes the live, Redis and end-to-end tests run."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """A running server: its name, where it listens, and the file its output goes to."""
+
+    name: str
+    port: int
+    log_path: Path
+
+    def url(self, path: str) -> str:
+        """The ``ws://`` URL of ``path`` (which starts with ``/``) on this server."""
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    def log(self) -> str:
+        """Everything the server has written to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    """Poll ``port`` until it accepts a connection; fail if the process dies or times out."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"server exited with {process.returncode} before listening:\n"
+                + log_path.read_text(errors="replace")
+            )
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    pytest.fail(
+        f"server not listening on {port} after {START_TIMEOUT}s:\n"
+        + log_path.read_text(errors="replace")
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` (kill it if it lingers) and reap it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT)
