@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install test test-fast lint format clean demo
+.PHONY: install test test-fast lint format clean demo bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ test: install
 ## test-fast: the suite once, in .venv (the newest Django), for quick iterations
 test-fast: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## bench: handshake benchmarks, ratios to no auth (BENCH_ARGS=--quick for a smoke run)
+bench: install
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 ## lint: ruff (lint + format check) and mypy --strict
 lint: install

@@ -1,0 +1,1 @@
+"""Handshake benchmarks for channels_jwt: ``python -m benchmarks.run`` (see README.md)."""

@@ -1,0 +1,35 @@
+"""Django settings for the benchmarks: a file SQLite database and Django's defaults.
+
+``CONN_MAX_AGE`` is left at Django's default (0): every ``database_sync_to_async`` call closes
+the connection after use, which is what a project that never set it gets. Keys live in
+``benchmarks/.state/keys.json`` (see :mod:`benchmarks.fixtures`), shared by the benchmark
+process and the servers it starts.
+"""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.fixtures import DATABASE_ENV, STATE_DIR, load_keys
+
+SECRET_KEY = "benchmarks-secret-key-not-for-production-0123456789abcdefghijklmnop"  # noqa: S105 - a benchmark, never deployed
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "channels",
+    "channels_jwt",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        # One file per run (the runner names it and passes it on to its servers), so two runs
+        # on the same machine cannot recreate each other's users and sessions.
+        "NAME": os.environ.get(DATABASE_ENV) or str(STATE_DIR / "bench.sqlite3"),
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+CHANNELS_JWT = {"SIGNING_KEY": load_keys()["hs256"]}
