@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,20 +61,35 @@ def server_environment(live_dir: Path) -> dict[str, str]:
     }
 
 
-def server_command(name: str, port: int) -> list[str]:
-    """The command line that starts server ``name`` on ``port``."""
+def server_command(name: str, port: int, application: str = APPLICATION) -> list[str]:
+    """The command line that starts server ``name`` serving ``application`` on ``port``."""
     if name == "uvicorn":
-        return [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            APPLICATION,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPLICATION]
+        host = ["--host", "127.0.0.1", "--port", str(port)]
+        return [sys.executable, "-m", "uvicorn", application, *host]
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+
+
+@contextmanager
+def running_server(
+    name: str, live_dir: Path, application: str = APPLICATION
+) -> Iterator[LiveServer]:
+    """Start server ``name`` on a free port, wait until it listens, stop it afterwards."""
+    port = free_port()
+    log_path = live_dir / f"{name}-{application.replace(':', '-')}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            server_command(name, port, application),
+            cwd=REPO_ROOT,
+            env=server_environment(live_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_listening(process, port, log_path)
+        yield LiveServer(name=name, port=port, log_path=log_path)
+    finally:
+        stop(process)
 
 
 @pytest.fixture(scope="session")
@@ -105,20 +121,5 @@ def asgi_server(
     request: pytest.FixtureRequest, live_dir: Path, live_users: LiveUsers
 ) -> Iterator[LiveServer]:
     """A running uvicorn or daphne serving ``tests.live.asgi_app``, started once per session."""
-    name: str = request.param
-    port = free_port()
-    log_path = live_dir / f"{name}.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            server_command(name, port),
-            cwd=REPO_ROOT,
-            env=server_environment(live_dir),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_listening(process, port, log_path)
-        yield LiveServer(name=name, port=port, log_path=log_path)
-    finally:
-        stop(process)
+    with running_server(request.param, live_dir) as server:
+        yield server

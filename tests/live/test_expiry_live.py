@@ -23,9 +23,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
 from tests.conftest import claims_for, hs_token
-from tests.live.conftest import REPO_ROOT, LiveServer, LiveUsers, server_environment
+from tests.live.conftest import REPO_ROOT, LiveServer, LiveUsers, running_server, server_environment
 from tests.live.server_settings import SIGNING_KEY
-from tests.processes import free_port, stop, wait_until_listening
 
 pytestmark = pytest.mark.live
 
@@ -50,36 +49,13 @@ print(user.pk)
 """
 
 
-def guard_server_command(name: str, port: int) -> list[str]:
-    """The command line that starts server ``name`` with the guard application on ``port``."""
-    if name == "uvicorn":
-        host = ["--host", "127.0.0.1", "--port", str(port)]
-        return [sys.executable, "-m", "uvicorn", APPLICATION, *host]
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), APPLICATION]
-
-
 @pytest.fixture(scope="module", params=["uvicorn", "daphne"])
 def guard_server(
     request: pytest.FixtureRequest, live_dir: Path, live_users: LiveUsers
 ) -> Iterator[LiveServer]:
     """uvicorn or daphne serving ``tests.live.asgi_app_guard``, started once per module."""
-    name: str = request.param
-    port = free_port()
-    log_path = live_dir / f"{name}-guard.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            guard_server_command(name, port),
-            cwd=REPO_ROOT,
-            env=server_environment(live_dir),
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_listening(process, port, log_path)
-        yield LiveServer(name=name, port=port, log_path=log_path)
-    finally:
-        stop(process)
+    with running_server(request.param, live_dir, APPLICATION) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
