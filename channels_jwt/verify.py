@@ -237,11 +237,7 @@ def translate(exc: jwt.PyJWTError) -> AuthenticationFailed:
 def _json_object(segment: str, part: str) -> dict[str, Any]:
     try:
         raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        value = json.loads(
-            raw.decode("utf-8"),
-            object_pairs_hook=_no_duplicate_keys,
-            parse_constant=_no_constants,
-        )
+        value = _STRICT_JSON.decode(raw.decode("utf-8"))
     except (binascii.Error, ValueError, RecursionError) as exc:
         raise TokenMalformed(f"{part} is not base64url-encoded UTF-8 JSON") from exc
     if not isinstance(value, dict):
@@ -258,6 +254,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+#: Built once: ``json.loads`` with hooks would build a decoder for every segment.
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constants)
 
 
 def _is_numeric_date(value: Any) -> bool:
