@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from channels_jwt.exceptions import ChannelsJWTError, CloseCode, TokenInvalid
 from channels_jwt.live import LiveSubscription
+from channels_jwt.rejection import close_code
 
 if TYPE_CHECKING:
     from channels_jwt.pipeline import Pipeline, Scope
@@ -175,7 +176,7 @@ class ConnectionGuard:
             return
         self._closed = True
         self._cancel_timer()
-        code = int(self.pipeline.close_codes.get(reason, code))  # daphne takes plain ints only
+        code = close_code(reason, code, self.pipeline.close_codes)
         self.connection._close_code = code
         self.connection._close_reason = reason
         logger.info(

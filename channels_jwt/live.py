@@ -28,17 +28,26 @@ REVOKE_MESSAGE = "channels_jwt.revoke"
 
 def _digest(*parts: str) -> str:
     joined = "\x00".join(parts).encode("utf-8", "surrogatepass")
-    return hashlib.sha256(joined).hexdigest()[:48]
+    return hashlib.sha256(joined).hexdigest()
+
+
+def token_digest(claims: Mapping[str, Any]) -> str:
+    """A token's identity, from its claims (``iss`` and ``jti``), never its string.
+
+    A token can be re-encoded (padding, ECDSA malleability) and still verify, so the live
+    groups and the denylist both name a token by this digest.
+    """
+    return _digest(str(claims.get("iss", "")), str(claims["jti"]))
 
 
 def user_group(user_id: Any) -> str:
     """The group of every live connection of the user whose pk is ``user_id``."""
-    return f"channels_jwt.user.{_digest(str(user_id))}"
+    return f"channels_jwt.user.{_digest(str(user_id))[:48]}"
 
 
 def token_group(claims: Mapping[str, Any]) -> str:
     """The group of every live connection authenticated by the token with these claims."""
-    return f"channels_jwt.token.{_digest(str(claims.get('iss', '')), str(claims['jti']))}"
+    return f"channels_jwt.token.{token_digest(claims)[:48]}"
 
 
 def channel_layer() -> BaseChannelLayer:

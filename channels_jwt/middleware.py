@@ -105,7 +105,7 @@ class JWTAuthMiddleware:
         extraction: Extraction | None,
     ) -> None:
         overrides = pipeline.close_codes if pipeline else {}
-        code = close_code(failure, overrides)
+        code = close_code(failure.reason, failure.close_code, overrides)
         source = extraction.source if extraction else None
         log_rejection(scope, failure, code, source)
         safe_scope = _without_credential(scope, extraction) if extraction else _scrubbed(scope)

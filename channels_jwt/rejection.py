@@ -24,9 +24,12 @@ _DENIAL_EXTENSION = "websocket.http.response"
 _MAX_ECHOED_SUBPROTOCOL = 64
 
 
-def close_code(failure: ChannelsJWTError, overrides: Mapping[str, int]) -> int:
-    """The close code for ``failure``: its own, unless ``CLOSE_CODES`` overrides its reason."""
-    return overrides.get(failure.reason, int(failure.close_code))
+def close_code(reason: str, code: int, overrides: Mapping[str, int]) -> int:
+    """The code to close with for ``reason``: ``code``, unless ``CLOSE_CODES`` overrides it.
+
+    Always a plain ``int``: daphne refuses anything else (an ``IntEnum`` included).
+    """
+    return int(overrides.get(reason, code))
 
 
 def rejection_subprotocol(offered: Sequence[str], marker: str) -> str | None:

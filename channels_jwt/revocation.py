@@ -15,7 +15,6 @@ token can be re-encoded (padding, ECDSA malleability) and still verify.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Mapping
@@ -27,7 +26,13 @@ from django.core.cache import caches
 
 from channels_jwt.conf import active_settings
 from channels_jwt.exceptions import TokenExpired
-from channels_jwt.live import REVOKE_MESSAGE, channel_layer, token_group, user_group
+from channels_jwt.live import (
+    REVOKE_MESSAGE,
+    channel_layer,
+    token_digest,
+    token_group,
+    user_group,
+)
 from channels_jwt.pipeline import Pipeline
 
 KEY_PREFIX = "channels_jwt:revoked:"
@@ -35,8 +40,7 @@ KEY_PREFIX = "channels_jwt:revoked:"
 
 def denylist_key(claims: Mapping[str, Any]) -> str:
     """The cache key of a token's denylist entry (a hash of its ``iss`` and ``jti``)."""
-    material = f"{claims.get('iss', '')}\x00{claims['jti']}".encode("utf-8", "surrogatepass")
-    return KEY_PREFIX + hashlib.sha256(material).hexdigest()
+    return KEY_PREFIX + token_digest(claims)
 
 
 async def cache_denylist(claims: Mapping[str, Any]) -> bool:

@@ -27,8 +27,10 @@ def test_rejection_subprotocol(offered: list[str], expected: str | None) -> None
 
 
 def test_close_code_override_by_reason() -> None:
-    assert close_code(TokenExpired(), {"token_expired": 4001}) == 4001
-    assert close_code(TokenExpired(), {"token_invalid": 4002}) == 4440
+    expired = TokenExpired()
+    assert close_code(expired.reason, expired.close_code, {"token_expired": 4001}) == 4001
+    default = close_code(expired.reason, expired.close_code, {"token_invalid": 4002})
+    assert (default, type(default)) == (4440, int)
 
 
 def test_reason_capped_at_123_bytes_without_splitting_characters() -> None:
