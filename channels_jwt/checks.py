@@ -33,9 +33,11 @@ from channels_jwt.keys import (
     key_fits,
     load_private_key,
 )
+from channels_jwt.ratelimit import parse_rate
 
 MAX_LEEWAY_SECONDS = 60
 MAX_JWKS_TIMEOUT = 30
+MAX_AUTH_TIMEOUT = 60
 MAX_TOKEN_BYTES_LIMIT = 65536
 REJECT_MODES = ("close", "deny")
 _SUBPROTOCOL_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -69,6 +71,7 @@ def check_settings(settings: Settings) -> list[Message]:
     messages += _user_and_hooks(settings)
     messages += _rejection(settings)
     messages += _revocation(settings)
+    messages += _rate_limit(settings)
     return messages
 
 
@@ -357,6 +360,17 @@ def _numbers(settings: Settings) -> list[Message]:
                 "Handshakes that need a new key wait this long at most; a few seconds is plenty.",
             )
         )
+    timeout = settings.value("AUTH_TIMEOUT_SECONDS")
+    if not _is_seconds(timeout) or not 0 < settings.AUTH_TIMEOUT_SECONDS <= MAX_AUTH_TIMEOUT:
+        messages.append(
+            _error(
+                34,
+                f"CHANNELS_JWT AUTH_TIMEOUT_SECONDS must be more than 0 and at most "
+                f"{MAX_AUTH_TIMEOUT} seconds.",
+                "It bounds key fetching, the revocation check and the user lookup of one "
+                "handshake; past it the client gets 4503 and can retry.",
+            )
+        )
     return messages
 
 
@@ -557,12 +571,43 @@ def _revocation(settings: Settings) -> list[Message]:
             )
         )
     alias = settings.value("REVOCATION_CACHE")
-    if not isinstance(alias, str) or alias not in getattr(django_settings, "CACHES", {}):
+    if not _is_cache_alias(alias):
         messages.append(
             _error(
                 33,
                 f"CHANNELS_JWT REVOCATION_CACHE {alias!r} is not an alias in CACHES.",
                 "Name the cache every server process shares (Redis in production).",
+            )
+        )
+    return messages
+
+
+def _is_cache_alias(alias: Any) -> bool:
+    return isinstance(alias, str) and alias in getattr(django_settings, "CACHES", {})
+
+
+def _rate_limit(settings: Settings) -> list[Message]:
+    rate = settings.value("RATE_LIMIT")
+    if rate is None:
+        return []
+    messages: list[Message] = []
+    if parse_rate(rate) is None:
+        messages.append(
+            _error(
+                35,
+                f"CHANNELS_JWT RATE_LIMIT {rate!r} is not a rate like '20/min'.",
+                "Failed handshakes allowed per client address: a count, '/', and a period "
+                "(s, sec, second, m, min, minute, h, hour, d, day); None turns limiting off.",
+            )
+        )
+    alias = settings.value("RATE_LIMIT_CACHE")
+    if not _is_cache_alias(alias):
+        messages.append(
+            _error(
+                36,
+                f"CHANNELS_JWT RATE_LIMIT_CACHE {alias!r} is not an alias in CACHES.",
+                "Name the cache every server process shares (Redis in production), or each "
+                "process counts failures on its own.",
             )
         )
     return messages

@@ -52,12 +52,15 @@ DEFAULTS: dict[str, Any] = {
     "ALLOW_ANONYMOUS": False,
     "USER_RESOLVER": "channels_jwt.users.database_user",
     "USER_CACHE_SECONDS": 0,
+    "AUTH_TIMEOUT_SECONDS": 10,
     "REVOCATION_CHECK": None,
     "REVOCATION_CACHE": "default",
     "CLOSE_ON_EXPIRY": True,
     "LIVE_REVOCATION": False,
     "REJECT_MODE": "close",
     "CLOSE_CODES": {},
+    "RATE_LIMIT": None,
+    "RATE_LIMIT_CACHE": "default",
 }
 
 #: Keys whose default comes from simplejwt when it is installed.
@@ -270,6 +273,10 @@ class Settings:
         return seconds(self.value("USER_CACHE_SECONDS")) or 0
 
     @property
+    def AUTH_TIMEOUT_SECONDS(self) -> float:
+        return seconds(self.value("AUTH_TIMEOUT_SECONDS")) or 0
+
+    @property
     def REVOCATION_CHECK(self) -> Callable[..., Any] | None:
         return _callable(self.value("REVOCATION_CHECK"))
 
@@ -292,6 +299,14 @@ class Settings:
     @property
     def CLOSE_CODES(self) -> Mapping[str, int]:
         return self.value("CLOSE_CODES")  # type: ignore[no-any-return]
+
+    @property
+    def RATE_LIMIT(self) -> str | None:
+        return self.value("RATE_LIMIT")  # type: ignore[no-any-return]
+
+    @property
+    def RATE_LIMIT_CACHE(self) -> str:
+        return self.value("RATE_LIMIT_CACHE")  # type: ignore[no-any-return]
 
 
 def _callable(value: Any) -> Callable[..., Any] | None:

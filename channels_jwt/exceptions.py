@@ -102,6 +102,13 @@ class UserRejected(AuthenticationFailed):
     reason = "user_rejected"
 
 
+class RateLimited(AuthenticationFailed):
+    """Too many failed handshakes from this client address (``RATE_LIMIT``)."""
+
+    close_code = CloseCode.RATE_LIMITED
+    reason = "rate_limited"
+
+
 class KeyUnavailable(ChannelsJWTError):
     """No verification key could be obtained (for example the JWKS endpoint is down)."""
 

@@ -18,9 +18,15 @@ from channels_jwt import signals
 from channels_jwt.conf import Settings, activated
 from channels_jwt.conf import settings as project_settings
 from channels_jwt.connection import ConnectionGuard, JWTConnection, naming_marker
-from channels_jwt.exceptions import AuthenticationFailed, ChannelsJWTError, TokenMissing
+from channels_jwt.exceptions import (
+    AuthenticationFailed,
+    ChannelsJWTError,
+    RateLimited,
+    TokenMissing,
+)
 from channels_jwt.extract import Extraction, extract_token
 from channels_jwt.pipeline import Pipeline
+from channels_jwt.ratelimit import FailureLimiter, client_address
 from channels_jwt.rejection import close_code, log_rejection, send_rejection
 
 logger = logging.getLogger("channels_jwt")
@@ -57,6 +63,8 @@ class JWTAuthMiddleware:
         failure: ChannelsJWTError
         try:
             pipeline = Pipeline.for_settings(self.settings)
+            if pipeline.rate_limiter is not None:
+                await _check_rate_limit(pipeline.rate_limiter, scope)
             extraction = extract_token(scope, pipeline.extraction)
             inner_scope = _without_credential(scope, extraction)
             guard = await _identify(pipeline, extraction, inner_scope, receive, send)
@@ -108,6 +116,8 @@ class JWTAuthMiddleware:
         code = close_code(failure.reason, failure.close_code, overrides)
         source = extraction.source if extraction else None
         log_rejection(scope, failure, code, source)
+        if pipeline is not None and pipeline.rate_limiter is not None:
+            await _count_failure(pipeline.rate_limiter, scope, failure)
         safe_scope = _without_credential(scope, extraction) if extraction else _scrubbed(scope)
         await _send_signal(
             signals.authentication_failed,
@@ -163,6 +173,25 @@ async def _identify(
     scope["user"] = user
     scope["jwt"] = connection
     return guard
+
+
+async def _check_rate_limit(limiter: FailureLimiter, scope: Scope) -> None:
+    address = client_address(scope)
+    if address is not None and await limiter.is_limited(address):
+        raise RateLimited("too many failed handshakes from this address")
+
+
+async def _count_failure(limiter: FailureLimiter, scope: Scope, failure: ChannelsJWTError) -> None:
+    """Count a client-caused failure; outages and the limit's own refusals do not count."""
+    address = client_address(scope)
+    counts = isinstance(failure, AuthenticationFailed) and not isinstance(failure, RateLimited)
+    if address is None or not counts:
+        return
+    try:
+        await limiter.record_failure(address)
+    except Exception as exc:
+        # The rejection stands; only the count is lost.
+        logger.warning("Could not count a failed handshake (%s)", type(exc).__name__)
 
 
 def _without_credential(scope: Scope, extraction: Extraction) -> Scope:

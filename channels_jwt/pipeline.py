@@ -7,9 +7,11 @@ refreshed token is held to exactly the rules of the first one.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
@@ -20,10 +22,12 @@ from channels_jwt.conf import Settings
 from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
 from channels_jwt.extract import ExtractionRules
 from channels_jwt.origins import is_trusted_origin
+from channels_jwt.ratelimit import FailureLimiter, parse_rate
 from channels_jwt.verify import TokenVerifier
 
 Scope = MutableMapping[str, Any]
 Claims = Mapping[str, Any]
+T = TypeVar("T")
 
 
 def as_async(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
@@ -47,6 +51,8 @@ class Pipeline:
     close_on_expiry: bool
     leeway: float
     live_revocation: bool
+    auth_timeout: float
+    rate_limiter: FailureLimiter | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -56,6 +62,7 @@ class Pipeline:
             raise ImproperlyConfigured(f"{errors[0].id}: {errors[0].msg}")
         revocation_check = settings.REVOCATION_CHECK
         live_revocation = settings.LIVE_REVOCATION
+        rate = parse_rate(settings.RATE_LIMIT)
         return cls(
             extraction=ExtractionRules(
                 sources=settings.TOKEN_SOURCES,
@@ -77,6 +84,8 @@ class Pipeline:
             close_on_expiry=settings.CLOSE_ON_EXPIRY,
             leeway=settings.LEEWAY,
             live_revocation=live_revocation,
+            auth_timeout=settings.AUTH_TIMEOUT_SECONDS,
+            rate_limiter=None if rate is None else FailureLimiter(settings.RATE_LIMIT_CACHE, *rate),
         )
 
     @classmethod
@@ -88,9 +97,16 @@ class Pipeline:
         """Verify ``token``, check revocation, resolve the user: ``(claims, user)``.
 
         Raises an ``AuthenticationFailed`` for a bad token or user, and a root
-        ``ChannelsJWTError`` (4503) when a revocation check or the user lookup crashes: the
-        connection fails closed.
+        ``ChannelsJWTError`` (4503) when a key fetch, a revocation check or the user lookup
+        crashes or, together, takes longer than ``AUTH_TIMEOUT_SECONDS``: the connection
+        fails closed.
         """
+        try:
+            return await _within(self.auth_timeout, self._authenticate(token, scope))
+        except asyncio.TimeoutError:
+            raise ResolverError(f"authentication took over {self.auth_timeout:g} s") from None
+
+    async def _authenticate(self, token: str, scope: Scope) -> tuple[dict[str, Any], Any]:
         claims = await self.verifier.averify(token)
         if self.is_revoked is not None:
             try:
@@ -108,3 +124,13 @@ class Pipeline:
         if user is None:
             raise UserRejected("resolver found no user")
         return claims, user
+
+
+async def _within(seconds: float, step: Awaitable[T]) -> T:
+    # asyncio.timeout (3.11+) only arms a timer; wait_for would wrap the step in a new task.
+    # A synchronous resolver stuck in a worker thread cannot be interrupted: the handshake
+    # is answered, the thread stays busy until the call returns.
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(seconds):
+            return await step
+    return await asyncio.wait_for(step, seconds)  # pragma: no cover (Python 3.10)

@@ -217,6 +217,22 @@ BAD_SETTINGS = [
     pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": 31}, "E030", id="E030-too-long"),
     pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": "5"}, "E030", id="E030-string"),
     pytest.param({**BASE, "JWKS_CACHE_SECONDS": "300"}, "E022", id="E022-jwks-cache-string"),
+    pytest.param({**BASE, "AUTH_TIMEOUT_SECONDS": 0}, "E034", id="E034-zero"),
+    pytest.param({**BASE, "AUTH_TIMEOUT_SECONDS": 61}, "E034", id="E034-too-long"),
+    pytest.param({**BASE, "AUTH_TIMEOUT_SECONDS": None}, "E034", id="E034-none"),
+    pytest.param({**BASE, "AUTH_TIMEOUT_SECONDS": "10"}, "E034", id="E034-string"),
+    pytest.param({**BASE, "RATE_LIMIT": "20"}, "E035", id="E035-no-period"),
+    pytest.param({**BASE, "RATE_LIMIT": "0/min"}, "E035", id="E035-zero"),
+    pytest.param({**BASE, "RATE_LIMIT": "20/fortnight"}, "E035", id="E035-unknown-period"),
+    pytest.param({**BASE, "RATE_LIMIT": " 20/min"}, "E035", id="E035-space"),
+    pytest.param({**BASE, "RATE_LIMIT": 20}, "E035", id="E035-int"),
+    pytest.param({**BASE, "RATE_LIMIT": (20, 60)}, "E035", id="E035-tuple"),
+    pytest.param(
+        {**BASE, "RATE_LIMIT": "20/min", "RATE_LIMIT_CACHE": "redis"}, "E036", id="E036-unknown"
+    ),
+    pytest.param(
+        {**BASE, "RATE_LIMIT": "20/min", "RATE_LIMIT_CACHE": None}, "E036", id="E036-none"
+    ),
     pytest.param({**BASE, "ALGORITHM": "HS256"}, "W001", id="W001-typo"),
     pytest.param({**BASE, "JWT_SECRET": "x"}, "W001", id="W001-unrelated"),
     pytest.param({**BASE, "SIGNING_KEY": settings.SECRET_KEY}, "W002", id="W002-secret-key"),
@@ -415,6 +431,16 @@ GOOD_SETTINGS = [
     pytest.param({**BASE, "REVOCATION_CACHE": "default"}, id="E033-default-alias"),
     pytest.param({**BASE, "JWKS_TIMEOUT_SECONDS": timedelta(seconds=2)}, id="E030-timedelta"),
     pytest.param({**BASE, "JWKS_CACHE_SECONDS": 60}, id="E022-jwks-cache"),
+    pytest.param({**BASE, "AUTH_TIMEOUT_SECONDS": 60}, id="E034-at-most"),
+    pytest.param({**BASE, "AUTH_TIMEOUT_SECONDS": timedelta(seconds=0.5)}, id="E034-timedelta"),
+    pytest.param({**BASE, "RATE_LIMIT": "20/min"}, id="E035-per-minute"),
+    pytest.param({**BASE, "RATE_LIMIT": "1/s"}, id="E035-per-second"),
+    pytest.param({**BASE, "RATE_LIMIT": "500/day"}, id="E035-per-day"),
+    pytest.param({**BASE, "RATE_LIMIT": None}, id="E035-off"),
+    pytest.param({**BASE, "RATE_LIMIT_CACHE": "nowhere"}, id="E036-unused-without-rate"),
+    pytest.param(
+        {**BASE, "RATE_LIMIT": "5/h", "RATE_LIMIT_CACHE": "default"}, id="E036-default-alias"
+    ),
     pytest.param({**BASE, "REQUIRED_CLAIMS": ("exp", "iat", "jti")}, id="E026-tuple"),
     pytest.param({**BASE, "TOKEN_TYPE_CLAIM": None}, id="E027-type-claim-none"),
     pytest.param({**BASE, "USER_ID_CLAIM": "sub"}, id="E027-sub"),
