@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import timedelta
 from importlib import import_module
 from typing import Any, TypeVar
@@ -331,11 +331,21 @@ def active_settings() -> Settings:
     return _active.get(settings)
 
 
+def activate(instance: Settings) -> Token[Settings]:
+    """Make ``instance`` the active settings of the current task; undo with :func:`deactivate`."""
+    return _active.set(instance)
+
+
+def deactivate(token: Token[Settings]) -> None:
+    """Restore the settings that were active before :func:`activate` returned ``token``."""
+    _active.reset(token)
+
+
 @contextmanager
 def activated(instance: Settings) -> Iterator[Settings]:
     """Make ``instance`` the active settings for the current task while the block runs."""
-    token = _active.set(instance)
+    token = activate(instance)
     try:
         yield instance
     finally:
-        _active.reset(token)
+        deactivate(token)

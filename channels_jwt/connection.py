@@ -15,12 +15,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from channels_jwt.exceptions import ChannelsJWTError, CloseCode, TokenInvalid
 from channels_jwt.live import LiveSubscription
 from channels_jwt.rejection import close_code
+from channels_jwt.verify import read_only
 
 if TYPE_CHECKING:
     from channels_jwt.pipeline import Pipeline, Scope
@@ -52,7 +52,7 @@ class JWTConnection:
     __slots__ = ("_claims", "_close_code", "_close_reason", "_guard", "_source")
 
     def __init__(self, claims: Mapping[str, Any], source: str) -> None:
-        self._claims: Mapping[str, Any] = MappingProxyType(dict(claims))
+        self._claims = read_only(claims)
         self._source = source
         self._close_code: int | None = None
         self._close_reason: str | None = None
@@ -103,6 +103,21 @@ class JWTConnection:
 
 class ConnectionGuard:
     """Watches one authenticated connection for expiry and revocation (see module docs)."""
+
+    __slots__ = (
+        "_accepted",
+        "_closed",
+        "_closing",
+        "_marker",
+        "_receive",
+        "_send",
+        "_subscription",
+        "_timer",
+        "connection",
+        "pipeline",
+        "scope",
+        "user_pk",
+    )
 
     def __init__(
         self,
@@ -200,7 +215,7 @@ class ConnectionGuard:
                 await self._subscription.replace_token(self.connection.claims, claims)
             except Exception as exc:
                 raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
-        self.connection._claims = MappingProxyType(dict(claims))
+        self.connection._claims = read_only(claims)
         self._cancel_timer()
         if self._accepted:
             self._arm_timer()

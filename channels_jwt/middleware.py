@@ -15,7 +15,7 @@ from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt import signals
-from channels_jwt.conf import Settings, activated
+from channels_jwt.conf import Settings, activate, deactivate
 from channels_jwt.conf import settings as project_settings
 from channels_jwt.connection import ConnectionGuard, JWTConnection, naming_marker
 from channels_jwt.exceptions import (
@@ -53,8 +53,14 @@ class JWTAuthMiddleware:
         if scope["type"] != "websocket":
             await self.inner(scope, receive, send)
             return
-        with activated(self.settings):
+        # Set for the whole connection: hooks, refresh() and the consumer's own calls (for
+        # example revoke_token) see this middleware's settings. A plain set/reset, not a
+        # context manager: this runs on every handshake.
+        activation = activate(self.settings)
+        try:
             await self._authenticate(scope, receive, send)
+        finally:
+            deactivate(activation)
 
     async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> None:
         pipeline: Pipeline | None = None
@@ -230,7 +236,8 @@ def _naming_marker(send: Send, marker: str | None) -> Send:
 
 async def _send_signal(signal: Any, scope: Scope, **kwargs: Any) -> None:
     """Send ``signal`` robustly, off the event loop (receivers may use the ORM)."""
-    if not signal.has_listeners(JWTAuthMiddleware):
+    # ``receivers`` first: an empty list is the common case, and has_listeners() takes a lock.
+    if not signal.receivers or not signal.has_listeners(JWTAuthMiddleware):
         return
     send_robust = database_sync_to_async(signal.send_robust)
     responses = await send_robust(JWTAuthMiddleware, scope=scope, **kwargs)

@@ -23,7 +23,8 @@ from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoke
 from channels_jwt.extract import ExtractionRules
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.ratelimit import FailureLimiter, parse_rate
-from channels_jwt.verify import TokenVerifier
+from channels_jwt.users import token_user
+from channels_jwt.verify import TokenVerifier, read_only
 
 Scope = MutableMapping[str, Any]
 Claims = Mapping[str, Any]
@@ -51,7 +52,9 @@ class Pipeline:
     close_on_expiry: bool
     leeway: float
     live_revocation: bool
-    auth_timeout: float
+    #: ``None`` when no step can wait on I/O (static keys, no revocation check, token_user):
+    #: then there is nothing to bound, and no timer to arm per handshake.
+    auth_timeout: float | None
     rate_limiter: FailureLimiter | None
 
     @classmethod
@@ -63,6 +66,10 @@ class Pipeline:
         revocation_check = settings.REVOCATION_CHECK
         live_revocation = settings.LIVE_REVOCATION
         rate = parse_rate(settings.RATE_LIMIT)
+        resolver = settings.USER_RESOLVER
+        may_wait = (
+            bool(settings.JWK_URL) or revocation_check is not None or resolver is not token_user
+        )
         return cls(
             extraction=ExtractionRules(
                 sources=settings.TOKEN_SOURCES,
@@ -76,7 +83,7 @@ class Pipeline:
             verifier=TokenVerifier.from_settings(
                 settings, require_jti=revocation_check is not None or live_revocation
             ),
-            resolve_user=as_async(settings.USER_RESOLVER),
+            resolve_user=as_async(resolver),
             is_revoked=None if revocation_check is None else as_async(revocation_check),
             allow_anonymous=settings.ALLOW_ANONYMOUS,
             reject_mode=settings.REJECT_MODE,
@@ -84,7 +91,7 @@ class Pipeline:
             close_on_expiry=settings.CLOSE_ON_EXPIRY,
             leeway=settings.LEEWAY,
             live_revocation=live_revocation,
-            auth_timeout=settings.AUTH_TIMEOUT_SECONDS,
+            auth_timeout=settings.AUTH_TIMEOUT_SECONDS if may_wait else None,
             rate_limiter=None if rate is None else FailureLimiter(settings.RATE_LIMIT_CACHE, *rate),
         )
 
@@ -93,21 +100,25 @@ class Pipeline:
         """The cached pipeline of ``settings`` (rebuilt after ``setting_changed``)."""
         return settings.derived("pipeline", lambda: cls.from_settings(settings))
 
-    async def authenticate(self, token: str, scope: Scope) -> tuple[dict[str, Any], Any]:
+    async def authenticate(self, token: str, scope: Scope) -> tuple[Mapping[str, Any], Any]:
         """Verify ``token``, check revocation, resolve the user: ``(claims, user)``.
+
+        ``claims`` is a read-only mapping: the hooks, the user and ``scope["jwt"]`` share it.
 
         Raises an ``AuthenticationFailed`` for a bad token or user, and a root
         ``ChannelsJWTError`` (4503) when a key fetch, a revocation check or the user lookup
         crashes or, together, takes longer than ``AUTH_TIMEOUT_SECONDS``: the connection
         fails closed.
         """
+        if self.auth_timeout is None:
+            return await self._authenticate(token, scope)
         try:
             return await _within(self.auth_timeout, self._authenticate(token, scope))
         except asyncio.TimeoutError:
             raise ResolverError(f"authentication took over {self.auth_timeout:g} s") from None
 
-    async def _authenticate(self, token: str, scope: Scope) -> tuple[dict[str, Any], Any]:
-        claims = await self.verifier.averify(token)
+    async def _authenticate(self, token: str, scope: Scope) -> tuple[Mapping[str, Any], Any]:
+        claims = read_only(await self.verifier.averify(token))
         if self.is_revoked is not None:
             try:
                 revoked = await self.is_revoked(claims)

@@ -19,7 +19,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
@@ -29,6 +28,7 @@ from django.db.models import Field
 
 from channels_jwt.conf import Settings, active_settings
 from channels_jwt.exceptions import TokenInvalid, UserRejected
+from channels_jwt.verify import read_only
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -210,7 +210,7 @@ class TokenUser:
 
     def __init__(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         self.pk = self.id = user_id
-        self.claims: Mapping[str, Any] = MappingProxyType(dict(claims))
+        self.claims = read_only(claims)
         username = claims.get("username")
         self.username: str = username if isinstance(username, str) else ""
         self.is_staff: bool = claims.get("is_staff") is True
