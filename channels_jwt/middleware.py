@@ -70,7 +70,9 @@ class JWTAuthMiddleware:
         try:
             pipeline = Pipeline.for_settings(self.settings)
             if pipeline.rate_limiter is not None:
-                await _check_rate_limit(pipeline.rate_limiter, scope)
+                await pipeline.bounded(
+                    _check_rate_limit(pipeline.rate_limiter, scope), "the rate limit check"
+                )
             extraction = extract_token(scope, pipeline.extraction)
             inner_scope = _without_credential(scope, extraction)
             guard = await _identify(pipeline, extraction, inner_scope, receive, send)
@@ -123,7 +125,7 @@ class JWTAuthMiddleware:
         source = extraction.source if extraction else None
         log_rejection(scope, failure, code, source)
         if pipeline is not None and pipeline.rate_limiter is not None:
-            await _count_failure(pipeline.rate_limiter, scope, failure)
+            await _count_failure(pipeline, pipeline.rate_limiter, scope, failure)
         safe_scope = _without_credential(scope, extraction) if extraction else _scrubbed(scope)
         await _send_signal(
             signals.authentication_failed,
@@ -187,14 +189,16 @@ async def _check_rate_limit(limiter: FailureLimiter, scope: Scope) -> None:
         raise RateLimited("too many failed handshakes from this address")
 
 
-async def _count_failure(limiter: FailureLimiter, scope: Scope, failure: ChannelsJWTError) -> None:
+async def _count_failure(
+    pipeline: Pipeline, limiter: FailureLimiter, scope: Scope, failure: ChannelsJWTError
+) -> None:
     """Count a client-caused failure; outages and the limit's own refusals do not count."""
     address = client_address(scope)
     counts = isinstance(failure, AuthenticationFailed) and not isinstance(failure, RateLimited)
     if address is None or not counts:
         return
     try:
-        await limiter.record_failure(address)
+        await pipeline.bounded(limiter.record_failure(address), "counting a failure")
     except Exception as exc:
         # The rejection stands; only the count is lost.
         logger.warning("Could not count a failed handshake (%s)", type(exc).__name__)

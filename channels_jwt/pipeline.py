@@ -52,8 +52,8 @@ class Pipeline:
     close_on_expiry: bool
     leeway: float
     live_revocation: bool
-    #: ``None`` when no step can wait on I/O (static keys, no revocation check, token_user):
-    #: then there is nothing to bound, and no timer to arm per handshake.
+    #: ``None`` when no step can wait on I/O (static keys, token_user, no revocation check,
+    #: no rate limit): then there is nothing to bound, and no timer to arm per handshake.
     auth_timeout: float | None
     rate_limiter: FailureLimiter | None
 
@@ -67,9 +67,8 @@ class Pipeline:
         live_revocation = settings.LIVE_REVOCATION
         rate = parse_rate(settings.RATE_LIMIT)
         resolver = settings.USER_RESOLVER
-        may_wait = (
-            bool(settings.JWK_URL) or revocation_check is not None or resolver is not token_user
-        )
+        stateless = resolver is token_user and revocation_check is None and rate is None
+        may_wait = bool(settings.JWK_URL) or not stateless
         return cls(
             extraction=ExtractionRules(
                 sources=settings.TOKEN_SOURCES,
@@ -110,12 +109,16 @@ class Pipeline:
         crashes or, together, takes longer than ``AUTH_TIMEOUT_SECONDS``: the connection
         fails closed.
         """
+        return await self.bounded(self._authenticate(token, scope), "authentication")
+
+    async def bounded(self, step: Awaitable[T], what: str) -> T:
+        """Await ``step`` for at most ``AUTH_TIMEOUT_SECONDS``, else raise a 4503 error."""
         if self.auth_timeout is None:
-            return await self._authenticate(token, scope)
+            return await step
         try:
-            return await _within(self.auth_timeout, self._authenticate(token, scope))
+            return await _within(self.auth_timeout, step)
         except asyncio.TimeoutError:
-            raise ResolverError(f"authentication took over {self.auth_timeout:g} s") from None
+            raise ResolverError(f"{what} took over {self.auth_timeout:g} s") from None
 
     async def _authenticate(self, token: str, scope: Scope) -> tuple[Mapping[str, Any], Any]:
         claims = read_only(await self.verifier.averify(token))
