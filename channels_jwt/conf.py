@@ -331,14 +331,21 @@ def active_settings() -> Settings:
     return _active.get(settings)
 
 
-def activate(instance: Settings) -> Token[Settings]:
-    """Make ``instance`` the active settings of the current task; undo with :func:`deactivate`."""
+def activate(instance: Settings) -> Token[Settings] | None:
+    """Make ``instance`` the active settings of the current task; undo with :func:`deactivate`.
+
+    Returns ``None`` when there is nothing to do (the project-wide settings, with no other
+    settings active): setting a context variable costs every connection a context copy.
+    """
+    if instance is settings and _active.get(None) is None:
+        return None
     return _active.set(instance)
 
 
-def deactivate(token: Token[Settings]) -> None:
+def deactivate(token: Token[Settings] | None) -> None:
     """Restore the settings that were active before :func:`activate` returned ``token``."""
-    _active.reset(token)
+    if token is not None:
+        _active.reset(token)
 
 
 @contextmanager

@@ -34,7 +34,7 @@ class ExtractionRules:
     trusted_origin: Callable[[str | None], bool]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Extraction:
     """The credential found in a scope (if any) and the scope's parts rewritten without it."""
 

@@ -74,7 +74,7 @@ class JWTAuthMiddleware:
                     _check_rate_limit(pipeline.rate_limiter, scope), "the rate limit check"
                 )
             extraction = extract_token(scope, pipeline.extraction)
-            inner_scope = _without_credential(scope, extraction)
+            inner_scope = _inner_scope(scope, extraction)
             guard = await _identify(pipeline, extraction, inner_scope, receive, send)
         except AuthenticationFailed as exc:
             failure = exc
@@ -210,6 +210,19 @@ def _without_credential(scope: Scope, extraction: Extraction) -> Scope:
         "subprotocols": extraction.subprotocols,
         "query_string": extraction.query_string,
         "headers": extraction.headers,
+    }
+
+
+def _inner_scope(scope: Scope, extraction: Extraction) -> Scope:
+    """The scope the application gets; ``user`` and ``jwt`` are set once authenticated."""
+    # Both keys present from the start: setting them later then costs no resize.
+    return {
+        **scope,
+        "subprotocols": extraction.subprotocols,
+        "query_string": extraction.query_string,
+        "headers": extraction.headers,
+        "user": None,
+        "jwt": None,
     }
 
 

@@ -11,6 +11,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
@@ -24,7 +25,7 @@ from channels_jwt.extract import ExtractionRules
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.ratelimit import FailureLimiter, parse_rate
 from channels_jwt.users import token_user
-from channels_jwt.verify import TokenVerifier, read_only
+from channels_jwt.verify import TokenVerifier
 
 Scope = MutableMapping[str, Any]
 Claims = Mapping[str, Any]
@@ -121,7 +122,8 @@ class Pipeline:
             raise ResolverError(f"{what} took over {self.auth_timeout:g} s") from None
 
     async def _authenticate(self, token: str, scope: Scope) -> tuple[Mapping[str, Any], Any]:
-        claims = read_only(await self.verifier.averify(token))
+        # The verifier's dict is new and nobody else holds it: a view, no copy.
+        claims = MappingProxyType(await self.verifier.averify(token))
         if self.is_revoked is not None:
             try:
                 revoked = await self.is_revoked(claims)
