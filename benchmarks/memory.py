@@ -1,12 +1,15 @@
 """Server memory with many idle connections: authenticated versus unauthenticated.
 
 Each scenario gets a fresh server process (Python rarely returns freed memory, so reusing
-one would blur the comparison). The server is warmed up with a few handshakes on the
-scenario's path, its RSS is read ("baseline"), then ``count`` connections are opened and
-left idle (each one received its greeting frame; authenticated ones hold a token whose
-``exp`` is an hour ahead, so every one has its expiry timer armed), and RSS is read again
-("loaded", the median of several samples after a pause). The ratio compares loaded RSS to
-the no-auth scenario on the same server; the per-connection delta is reported beside it.
+one would blur the comparison). The server is warmed up with a few handshakes on every
+compared stack's path (so one-time costs, such as the lazy import of simplejwt's settings
+on the first authenticated handshake when simplejwt is installed, land in every baseline
+alike) and then on the scenario's own path; its RSS is read ("baseline"), then ``count``
+connections are opened and left idle (each one received its greeting frame; authenticated
+ones hold a token whose ``exp`` is an hour ahead, so every one has its expiry timer armed),
+and RSS is read again ("loaded", the median of several samples after a pause). The ratio
+compares loaded RSS to the no-auth scenario on the same server; the per-connection delta is
+reported beside it.
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ def usable_connections(wanted: int) -> int:
 
 
 async def scenario(
-    kind: str, stack_name: str, fixtures: Fixtures, count: int, open_concurrency: int
+    kind: str,
+    stack_name: str,
+    fixtures: Fixtures,
+    count: int,
+    open_concurrency: int,
+    warm_stacks: Sequence[str] = (),
 ) -> dict[str, Any]:
     stack = BY_NAME[stack_name]
     subprotocols, headers = stack.client_request(fixtures)
@@ -51,6 +59,10 @@ async def scenario(
     failures: list[str] = []
     try:
         await wait_ready(server)
+        for name in warm_stacks:
+            await drive(
+                server, BY_NAME[name], fixtures, handshakes=20, concurrency=4, time_limit=60
+            )
         await drive(server, stack, fixtures, handshakes=200, concurrency=8, time_limit=60)
         await asyncio.sleep(1)
         baseline = server.rss()
@@ -118,7 +130,9 @@ def run_memory(
     for kind in servers:
         by_stack = {}
         for name in stack_names:
-            by_stack[name] = asyncio.run(scenario(kind, name, fixtures, usable, open_concurrency))
+            by_stack[name] = asyncio.run(
+                scenario(kind, name, fixtures, usable, open_concurrency, stack_names)
+            )
         base = by_stack["noauth"]
         for entry in by_stack.values():
             entry["rss_ratio"] = entry["loaded_rss_mib"] / base["loaded_rss_mib"]

@@ -54,15 +54,27 @@ class JWTAuthMiddleware:
             await self.inner(scope, receive, send)
             return
         # Set for the whole connection: hooks, refresh() and the consumer's own calls (for
-        # example revoke_token) see this middleware's settings. A plain set/reset, not a
-        # context manager: this runs on every handshake.
+        # example revoke_token) see this middleware's settings. A plain set/reset: this runs
+        # on every handshake.
         activation = activate(self.settings)
         try:
-            await self._authenticate(scope, receive, send)
+            admitted = await self._admit(scope, receive, send)
+            if admitted is None:
+                return
+            # Only this frame stays while the application runs: _admit's locals are gone.
+            inner_scope, inner_receive, inner_send, guard = admitted
+            try:
+                await self.inner(inner_scope, inner_receive, inner_send)
+            finally:
+                if guard is not None:
+                    await guard.stop()
         finally:
             deactivate(activation)
 
-    async def _authenticate(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _admit(
+        self, scope: Scope, receive: Receive, send: Send
+    ) -> tuple[Scope, Receive, Send, ConnectionGuard | None] | None:
+        """Authenticate; return what the application runs with, or reject and return None."""
         pipeline: Pipeline | None = None
         extraction: Extraction | None = None
         guard: ConnectionGuard | None = None
@@ -94,8 +106,7 @@ class JWTAuthMiddleware:
         else:
             if guard is None:
                 marker = pipeline.extraction.subprotocol if extraction.marker_offered else None
-                await self.inner(inner_scope, receive, _naming_marker(send, marker))
-                return
+                return inner_scope, receive, _naming_marker(send, marker), None
             connection = guard.connection
             await _send_signal(
                 signals.authenticated,
@@ -104,12 +115,9 @@ class JWTAuthMiddleware:
                 claims=connection.claims,
                 source=connection.source,
             )
-            try:
-                await self.inner(inner_scope, guard.receive, guard.send)
-            finally:
-                await guard.stop()
-            return
+            return inner_scope, guard.receive, guard.send, guard
         await self._reject(scope, receive, send, failure, pipeline, extraction)
+        return None
 
     async def _reject(
         self,
