@@ -204,6 +204,9 @@ class TokenUser:
     saved, has no groups or permissions, and is always active while its token is valid.
     """
 
+    # Slotted: stateless mode is the one chosen for many connections per process.
+    __slots__ = ("claims", "id", "is_staff", "is_superuser", "pk", "username")
+
     is_active = True
     is_authenticated = True
     is_anonymous = False

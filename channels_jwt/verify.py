@@ -19,6 +19,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from sys import intern
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -354,7 +355,9 @@ def _json_object(segment: str, part: str) -> dict[str, Any]:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
+    # Interned keys: every open connection's claims then share "exp", "user_id", ... instead
+    # of holding copies (interned strings are freed again once no longer used).
+    result = {intern(key): value for key, value in pairs}
     if len(result) != len(pairs):
         raise ValueError("duplicate key")
     return result
