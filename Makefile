@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install test test-fast lint format clean demo bench
+.PHONY: install test test-fast lint format clean demo bench docs fuzz stress
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,dev,example,e2e]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,dev,example,e2e,docs]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -42,15 +42,38 @@ bench: install
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
+## fuzz: atheris (coverage-guided) on extraction and verification, FUZZ_SECONDS each
+## (crashes land in fuzz/findings/; the corpus grows in fuzz/work/ across runs)
+FUZZ_SECONDS ?= 120
+FUZZ_FLAGS = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+fuzz: install
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	$(BIN)/python -m fuzz.make_corpus fuzz/corpus
+	mkdir -p fuzz/work/extract fuzz/work/verify fuzz/findings
+	status=0; \
+	$(BIN)/python -m fuzz.fuzz_extract $(FUZZ_FLAGS) -dict=fuzz/handshake.dict \
+		-artifact_prefix=fuzz/findings/extract- fuzz/work/extract fuzz/corpus/extract || status=1; \
+	$(BIN)/python -m fuzz.fuzz_verify $(FUZZ_FLAGS) -dict=fuzz/jwt.dict \
+		-artifact_prefix=fuzz/findings/verify- fuzz/work/verify fuzz/corpus/verify || status=1; \
+	exit $$status
+
+## stress: 2,000 held connections expiring on time and a 5,000-handshake storm on one uvicorn
+stress: install
+	$(BIN)/python -m pytest -m stress tests/stress -p no:cacheprovider -s $(PYTEST_ARGS)
+
 ## lint: ruff (lint + format check) and mypy --strict
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## docs: the Sphinx site in docs/_build/html; any warning (even a broken reference) fails it
+docs: install
+	$(BIN)/sphinx-build -n -W --keep-going -b html docs docs/_build/html
+
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .nox .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .nox .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache docs/_build

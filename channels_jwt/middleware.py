@@ -22,6 +22,7 @@ from channels_jwt.exceptions import (
     AuthenticationFailed,
     ChannelsJWTError,
     RateLimited,
+    ResolverError,
     TokenMissing,
 )
 from channels_jwt.extract import Extraction, extract_token
@@ -193,7 +194,13 @@ async def _identify(
 
 async def _check_rate_limit(limiter: FailureLimiter, scope: Scope) -> None:
     address = client_address(scope)
-    if address is not None and await limiter.is_limited(address):
+    if address is None:
+        return
+    try:
+        limited = await limiter.is_limited(address)
+    except Exception as exc:  # the cache is down: fail closed, like the revocation check
+        raise ResolverError(f"rate limit cache unavailable ({type(exc).__name__})") from exc
+    if limited:
         raise RateLimited("too many failed handshakes from this address")
 
 

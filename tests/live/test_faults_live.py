@@ -1,0 +1,311 @@
+"""Faults and the rate limit on real servers: uvicorn and daphne, driven by ``websockets``.
+
+The servers run ``tests.live.asgi_app_faults`` on a SQLite database of this module's own (a
+separate directory, migrated like the shared one), so moving that file away, which is what
+the outage tests do, never touches the other live tests. The rate-limit tests connect from an
+address of their own in 127.0.0.0/8 (the whole block is loopback on Linux), so the failure
+counts of one test never limit another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.conftest import claims_for, hs_token
+from tests.live.asgi_app_faults import HANG_TIMEOUT, RATE_COUNT
+from tests.live.conftest import (
+    _SETUP_DATABASE,
+    REPO_ROOT,
+    LiveServer,
+    LiveUsers,
+    running_server,
+    server_environment,
+)
+from tests.live.server_settings import SIGNING_KEY
+from tests.live.test_live import BEHAVIOUR
+
+pytestmark = pytest.mark.live
+
+APPLICATION = "tests.live.asgi_app_faults:application"
+MARKER = "access_token"
+#: Seconds any single client step (handshake, frame, close, log line) may take.
+TIMEOUT = 5.0
+#: How late after the route's ``AUTH_TIMEOUT_SECONDS`` the close may reach the client.
+MARGIN = 1.0
+#: What a refused upgrade of the deny route looks like when the address is limited: status
+#: and JSON body (daphne has no denial-response extension: a close before accept, so 403).
+LIMITED_DENIAL = {
+    "uvicorn": (429, {"code": 4429, "reason": "rate_limited"}),
+    "daphne": (403, None),
+}
+
+
+@pytest.fixture(scope="module")
+def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's own live directory: its SQLite file and the server logs."""
+    return tmp_path_factory.mktemp("faults")
+
+
+@pytest.fixture(scope="module")
+def fault_users(fault_dir: Path) -> LiveUsers:
+    """Migrate this module's database and create its active and inactive users."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _SETUP_DATABASE],
+        cwd=REPO_ROOT,
+        env=server_environment(fault_dir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if completed.returncode != 0:
+        pytest.fail(f"fault database set-up failed:\n{completed.stderr}")
+    pks = json.loads(completed.stdout.strip().splitlines()[-1])
+    return LiveUsers(active=pks["active"], inactive=pks["inactive"])
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "daphne"])
+def fault_server(
+    request: pytest.FixtureRequest, fault_dir: Path, fault_users: LiveUsers
+) -> Iterator[LiveServer]:
+    """uvicorn or daphne serving ``tests.live.asgi_app_faults``, once per module."""
+    with running_server(request.param, fault_dir, APPLICATION) as server:
+        yield server
+
+
+# Helpers.
+
+
+def token_for(user_id: int, **claims: Any) -> str:
+    """An HS256 access token for ``user_id``, signed with the live servers' key."""
+    return hs_token(claims_for(user_id, **claims), key=SIGNING_KEY)
+
+
+def tagged(route: str) -> str:
+    """A path under ``route`` no other connection uses, to find this one in the log."""
+    return f"/ws/{route}/{random.getrandbits(64):016x}/"
+
+
+def own_address() -> str:
+    """A loopback address for one test's connections (never 127.0.0.1, shared by the rest)."""
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
+
+
+def open_connection(server: LiveServer, path: str, credential: str, address: str) -> connect:
+    """``websockets`` ``connect`` from ``address``, offering ``credential`` as a subprotocol."""
+    return connect(
+        server.url(path),
+        subprotocols=[MARKER, credential],  # type: ignore[list-item]
+        open_timeout=TIMEOUT,
+        close_timeout=TIMEOUT,
+        local_addr=(address, 0),
+    )
+
+
+async def handshake(
+    server: LiveServer, path: str, credential: str, address: str = "127.0.0.1"
+) -> Any:
+    """Connect: the greeting frame (a dict) if the socket opens, else ``(code, reason)``."""
+    async with open_connection(server, path, credential, address) as ws:
+        try:
+            return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        except ConnectionClosed as closed:
+            frame = closed.rcvd
+    assert frame is not None, "no close frame received"
+    return frame.code, frame.reason
+
+
+async def upgrade_status(
+    server: LiveServer, path: str, credential: str, address: str
+) -> tuple[int, Any]:
+    """Connect: ``(101, greeting)`` if upgraded, else the refusal's status and JSON body."""
+    try:
+        async with open_connection(server, path, credential, address) as ws:
+            return 101, json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    except InvalidStatus as refused:
+        response = refused.response
+        is_json = response.headers.get("Content-Type") == "application/json"
+        return response.status_code, json.loads(response.body) if is_json else None
+
+
+def closed_with(server: LiveServer, code: int, reason: str) -> tuple[int, str]:
+    """The ``(code, reason)`` the client sees from ``server`` (daphne drops reasons)."""
+    return code, reason if BEHAVIOUR[server.name].passes_close_reasons else ""
+
+
+async def log_containing(server: LiveServer, fragment: str) -> str:
+    """The server's log once ``fragment`` has appeared in it."""
+    deadline = time.monotonic() + TIMEOUT
+    while fragment not in (log := server.log()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{fragment!r} never appeared in the {server.name} log:\n{log}")
+        await asyncio.sleep(0.02)
+    return log
+
+
+# The database goes away under a running server.
+
+
+@contextmanager
+def database_moved_away(fault_dir: Path) -> Iterator[Path]:
+    """Rename the servers' SQLite file; put it back afterwards, whatever happens.
+
+    The servers open a new connection per lookup (``CONN_MAX_AGE=0``): SQLite then creates an
+    empty file at the old path, and the lookup fails with "no such table".
+    """
+    database = fault_dir / "db.sqlite3"
+    away = fault_dir / "db.sqlite3.away"
+    database.rename(away)
+    try:
+        yield database
+    finally:
+        database.unlink(missing_ok=True)
+        away.rename(database)
+
+
+async def test_database_outage_closes_4503_not_anonymous(
+    fault_server: LiveServer, fault_users: LiveUsers, fault_dir: Path
+) -> None:
+    with database_moved_away(fault_dir) as database:
+        outcome = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+        # The lookup really reached SQLite, which made an empty database in the old place.
+        assert database.stat().st_size == 0
+
+    assert outcome == closed_with(fault_server, 4503, "auth_unavailable")
+
+
+async def test_database_outage_is_logged_as_a_lookup_failure_without_the_token(
+    fault_server: LiveServer, fault_users: LiveUsers, fault_dir: Path
+) -> None:
+    path = tagged("echo")
+    token = token_for(fault_users.active)
+    with database_moved_away(fault_dir):
+        await handshake(fault_server, path, token)
+        log = await log_containing(fault_server, f"code=4503 source=subprotocol path={path} ")
+
+    assert "user lookup failed (OperationalError)" in log
+    assert token not in log
+
+
+async def test_server_recovers_once_the_database_is_back(
+    fault_server: LiveServer, fault_users: LiveUsers, fault_dir: Path
+) -> None:
+    with database_moved_away(fault_dir):
+        during = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+    after = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+
+    assert during == closed_with(fault_server, 4503, "auth_unavailable")
+    assert after == {"user": fault_users.active}
+
+
+# A resolver that hangs.
+
+
+async def test_hanging_resolver_closes_4503_within_the_routes_timeout(
+    fault_server: LiveServer, fault_users: LiveUsers
+) -> None:
+    started = time.monotonic()
+    outcome = await handshake(fault_server, "/ws/hang/", token_for(fault_users.active))
+    elapsed = time.monotonic() - started
+
+    assert outcome == closed_with(fault_server, 4503, "auth_unavailable")
+    assert HANG_TIMEOUT <= elapsed < HANG_TIMEOUT + MARGIN
+
+
+async def test_good_connection_right_after_a_hang_is_served(
+    fault_server: LiveServer, fault_users: LiveUsers
+) -> None:
+    await handshake(fault_server, "/ws/hang/", token_for(fault_users.active))
+
+    outcome = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+
+    assert outcome == {"user": fault_users.active}
+
+
+async def test_good_connection_is_served_while_another_hangs(
+    fault_server: LiveServer, fault_users: LiveUsers
+) -> None:
+    hanging = asyncio.create_task(
+        handshake(fault_server, "/ws/hang/", token_for(fault_users.active))
+    )
+    outcome = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+    still_hanging = not hanging.done()
+
+    assert outcome == {"user": fault_users.active}
+    assert still_hanging
+    assert await hanging == closed_with(fault_server, 4503, "auth_unavailable")
+
+
+# The rate limit.
+
+
+async def test_good_token_after_too_many_failures_is_refused_4429(
+    fault_server: LiveServer, fault_users: LiveUsers
+) -> None:
+    address = own_address()
+    failures = [
+        await handshake(fault_server, "/ws/limited/", "not-a-jwt", address)
+        for _ in range(RATE_COUNT)
+    ]
+
+    outcome = await handshake(fault_server, "/ws/limited/", token_for(fault_users.active), address)
+
+    assert failures == [closed_with(fault_server, 4400, "token_malformed")] * RATE_COUNT
+    assert outcome == closed_with(fault_server, 4429, "rate_limited")
+
+
+async def test_other_addresses_are_not_limited(
+    fault_server: LiveServer, fault_users: LiveUsers
+) -> None:
+    limited, other = own_address(), own_address()
+    for _ in range(RATE_COUNT):
+        await handshake(fault_server, "/ws/limited/", "not-a-jwt", limited)
+
+    outcome = await handshake(fault_server, "/ws/limited/", token_for(fault_users.active), other)
+
+    assert outcome == {"user": fault_users.active}
+
+
+async def test_rate_limited_line_names_the_address_and_not_the_token(
+    fault_server: LiveServer, fault_users: LiveUsers
+) -> None:
+    address, path = own_address(), tagged("limited")
+    for _ in range(RATE_COUNT):
+        await handshake(fault_server, path, "not-a-jwt", address)
+    token = token_for(fault_users.active)
+
+    await handshake(fault_server, path, token, address)
+
+    log = await log_containing(fault_server, f"code=4429 source=- path={path} client={address}:")
+    assert token not in log
+
+
+async def test_deny_route_refuses_a_limited_address_with_http(
+    fault_server: LiveServer, fault_users: LiveUsers
+) -> None:
+    address = own_address()
+    failures = [
+        (await upgrade_status(fault_server, "/ws/limited-deny/", "not-a-jwt", address))[0]
+        for _ in range(RATE_COUNT)
+    ]
+
+    refusal = await upgrade_status(
+        fault_server, "/ws/limited-deny/", token_for(fault_users.active), address
+    )
+
+    # A malformed token is refused with 401 where the server has the denial extension.
+    assert failures == [BEHAVIOUR[fault_server.name].deny_status] * RATE_COUNT
+    assert refusal == LIMITED_DENIAL[fault_server.name]

@@ -1,0 +1,347 @@
+"""``RATE_LIMIT`` with its counts in a real Redis: shared by two uvicorn processes.
+
+Two uvicorn processes run ``tests.redis.asgi_app_ratelimit`` with ``tests.redis.server_settings``
+(Django's cache in the session's Redis). A client that fails on one process is limited on the
+other; concurrent failures spread over both are counted exactly. Each test connects from a
+loopback address of its own (all of 127.0.0.0/8 is loopback on Linux), so no test inherits
+another's counts. Then the failures of Redis itself: stopped (the limit check fails closed),
+read-only (a replica: the check works, counting a failure is refused) and holding writes
+(``CLIENT PAUSE ... WRITE``: counting a failure hangs until ``AUTH_TIMEOUT_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from asgiref.testing import ApplicationCommunicator
+from django.conf import settings as django_settings
+from django.test import override_settings
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from channels_jwt import JWTAuthMiddleware
+from channels_jwt.users import token_user
+from tests.conftest import RecordingApp, claims_for, hs_token, websocket_scope
+from tests.processes import free_port, stop, wait_until_listening
+from tests.redis.asgi_app_ratelimit import MANY_COUNT, RATE_COUNT
+from tests.redis.conftest import REPO_ROOT, RedisServer, RedisUsers, Server
+from tests.redis.server_settings import SIGNING_KEY
+
+pytestmark = pytest.mark.live
+
+APPLICATION = "tests.redis.asgi_app_ratelimit:application"
+UVICORN = (sys.executable, "-m", "uvicorn", APPLICATION)
+MARKER = "access_token"
+#: Seconds any single client step (handshake, frame, PING) may take.
+TIMEOUT = 5.0
+#: The ``AUTH_TIMEOUT_SECONDS`` of the in-process tests, and the slack over it.
+AUTH_TIMEOUT = 0.3
+MARGIN = 1.0
+LIMITED = (4429, "rate_limited")
+MALFORMED = (4400, "token_malformed")
+
+
+@pytest.fixture(scope="module")
+def limited_servers(
+    redis_dir: Path, environment: dict[str, str], redis_users: RedisUsers
+) -> Iterator[tuple[Server, Server]]:
+    """Two uvicorn processes serving the rate-limited routes, sharing Redis and the DB."""
+    processes: list[subprocess.Popen[bytes]] = []
+    started: list[Server] = []
+    try:
+        for name in ("uvicorn-limited-a", "uvicorn-limited-b"):
+            port = free_port()
+            log_path = redis_dir / f"{name}.log"
+            with log_path.open("wb") as log_file:
+                processes.append(
+                    subprocess.Popen(
+                        [*UVICORN, "--host", "127.0.0.1", "--port", str(port)],
+                        cwd=REPO_ROOT,
+                        env=environment,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            started.append(Server(name=name, port=port, log_path=log_path))
+        for process, server in zip(processes, started, strict=True):
+            wait_until_listening(process, server.port, server.log_path)
+        yield started[0], started[1]
+    finally:
+        for process in processes:
+            stop(process)
+
+
+def token_for(user_id: int) -> str:
+    """A valid access token for ``user_id``, signed with the servers' key."""
+    return hs_token(claims_for(user_id), key=SIGNING_KEY)
+
+
+def own_address() -> str:
+    """A loopback address for one test's connections (never 127.0.0.1, shared by the rest)."""
+    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
+
+
+async def handshake(server: Server, path: str, credential: str, address: str) -> Any:
+    """Connect from ``address``: the greeting (a dict) if the socket opens, else the close."""
+    async with connect(
+        server.url(path),
+        subprotocols=[MARKER, credential],  # type: ignore[list-item]
+        open_timeout=TIMEOUT,
+        close_timeout=TIMEOUT,
+        local_addr=(address, 0),
+    ) as ws:
+        try:
+            return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        except ConnectionClosed as closed:
+            frame = closed.rcvd
+    assert frame is not None, "no close frame received"
+    return frame.code, frame.reason
+
+
+async def test_failures_on_one_process_limit_the_address_on_the_other(
+    limited_servers: tuple[Server, Server], redis_users: RedisUsers, redis_server: RedisServer
+) -> None:
+    a, b = limited_servers
+    address = own_address()
+    failures = [await handshake(a, "/ws/limited/", "not-a-jwt", address) for _ in range(RATE_COUNT)]
+
+    outcome = await handshake(b, "/ws/limited/", token_for(redis_users.alice), address)
+
+    assert failures == [MALFORMED] * RATE_COUNT
+    assert outcome == LIMITED
+
+
+async def test_other_addresses_stay_welcome_on_both_processes(
+    limited_servers: tuple[Server, Server], redis_users: RedisUsers, redis_server: RedisServer
+) -> None:
+    a, b = limited_servers
+    limited_address = own_address()
+    for server in (a, b, a)[:RATE_COUNT]:
+        await handshake(server, "/ws/limited/", "not-a-jwt", limited_address)
+    other = own_address()
+
+    outcomes = [
+        await handshake(server, "/ws/limited/", token_for(redis_users.bob), other)
+        for server in (a, b)
+    ]
+
+    assert outcomes == [{"user": redis_users.bob}] * 2
+    assert await handshake(a, "/ws/limited/", token_for(redis_users.bob), limited_address) == (
+        LIMITED
+    )
+
+
+async def test_concurrent_failures_on_both_processes_are_counted_exactly(
+    limited_servers: tuple[Server, Server], redis_users: RedisUsers, redis_server: RedisServer
+) -> None:
+    a, b = limited_servers
+    address = own_address()
+    path = "/ws/limited-many/"
+    # One short of the count, at once, alternating between the processes.
+    failures = await asyncio.gather(
+        *(handshake((a, b)[n % 2], path, "not-a-jwt", address) for n in range(MANY_COUNT - 1))
+    )
+    assert failures == [MALFORMED] * (MANY_COUNT - 1)
+
+    # Not over-counted: one failure short, a good token still gets in ...
+    assert await handshake(a, path, token_for(redis_users.alice), address) == {
+        "user": redis_users.alice
+    }
+    # ... and none lost: one more failure reaches the count.
+    assert await handshake(b, path, "not-a-jwt", address) == MALFORMED
+    assert await handshake(a, path, token_for(redis_users.alice), address) == LIMITED
+
+
+async def test_limit_check_fails_closed_while_redis_is_down(
+    limited_servers: tuple[Server, Server], redis_users: RedisUsers, redis_server: RedisServer
+) -> None:
+    a, _ = limited_servers
+    redis_server.stop()
+
+    outcome = await handshake(a, "/ws/limited/", token_for(redis_users.alice), own_address())
+
+    assert outcome == (4503, "auth_unavailable")
+
+
+async def test_handshakes_succeed_again_once_redis_is_back(
+    limited_servers: tuple[Server, Server], redis_users: RedisUsers, redis_server: RedisServer
+) -> None:
+    a, b = limited_servers
+    redis_server.stop()
+    during = await handshake(a, "/ws/limited/", token_for(redis_users.alice), own_address())
+    redis_server.start()
+
+    outcomes = [
+        await handshake(server, "/ws/limited/", token_for(redis_users.alice), own_address())
+        for server in (a, b)
+    ]
+
+    assert during == (4503, "auth_unavailable")
+    assert outcomes == [{"user": redis_users.alice}] * 2
+
+
+# Reading the count works, counting a failure does not: a read-only replica, paused writes.
+
+
+@contextmanager
+def own_redis(directory: Path, *options: str) -> Iterator[redis.Redis]:
+    """A ``redis-server`` of this test's own (not the session's), with ``options``."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.fail("redis-server is not installed: these tests must not be skipped.")
+    port = free_port()
+    log_path = directory / "redis.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                *(executable, "--port", str(port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(directory), *options),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=TIMEOUT)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("redis-server never answered PING:\n" + log_path.read_text())
+                time.sleep(0.02)
+        yield client
+    finally:
+        client.close()
+        stop(process)
+
+
+@contextmanager
+def cache_on(client: redis.Redis) -> Iterator[str]:
+    """A cache alias on ``client``'s server, in this (the test) process."""
+    port = client.connection_pool.connection_kwargs["port"]
+    caches = {
+        "default": django_settings.CACHES["default"],
+        "failing": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        },
+    }
+    with override_settings(CACHES=caches):
+        yield "failing"
+
+
+@pytest.fixture
+def read_only_cache(tmp_path: Path) -> Iterator[str]:
+    """A cache on a replica of a master that does not exist: reads work, writes are refused."""
+    # Nothing listens on the master's port: the replica never syncs and stays read-only.
+    with own_redis(tmp_path, "--replicaof", "127.0.0.1", str(free_port())) as client:
+        with pytest.raises(redis.exceptions.ReadOnlyError):
+            client.set("probe", 1)
+        with cache_on(client) as alias:
+            yield alias
+
+
+@pytest.fixture
+def unpaused_redis(tmp_path: Path) -> Iterator[redis.Redis]:
+    with own_redis(tmp_path) as client:
+        yield client
+
+
+@pytest.fixture
+async def write_paused_cache(unpaused_redis: redis.Redis) -> AsyncIterator[str]:
+    """A cache whose server holds every write (``CLIENT PAUSE ... WRITE``) but answers reads.
+
+    Async, so writes resume before the test's event loop closes: closing waits for the worker
+    thread still holding the abandoned write.
+    """
+    unpaused_redis.execute_command("CLIENT", "PAUSE", str(int(TIMEOUT * 1000)), "WRITE")
+    try:
+        with cache_on(unpaused_redis) as alias:
+            yield alias
+    finally:
+        unpaused_redis.execute_command("CLIENT", "UNPAUSE")
+
+
+def counting_on(alias: str) -> JWTAuthMiddleware:
+    return JWTAuthMiddleware(
+        RecordingApp(),
+        settings={
+            "RATE_LIMIT": f"{RATE_COUNT}/min",
+            "RATE_LIMIT_CACHE": alias,
+            "USER_RESOLVER": token_user,
+            "AUTH_TIMEOUT_SECONDS": AUTH_TIMEOUT,
+        },
+    )
+
+
+async def close_of(app: JWTAuthMiddleware, credential: str) -> Any:
+    communicator = ApplicationCommunicator(
+        app, websocket_scope(subprotocols=[MARKER, credential], client=("192.0.2.10", 5000))
+    )
+    await communicator.send_input({"type": "websocket.connect"})
+    accept = await communicator.receive_output(TIMEOUT)
+    assert accept["type"] == "websocket.accept"
+    close = await communicator.receive_output(TIMEOUT)
+    await communicator.wait(TIMEOUT)
+    return close["code"], close["reason"]
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "channels_jwt" and record.levelno == logging.WARNING
+    ]
+
+
+async def test_refused_write_keeps_the_code_and_logs_a_warning(
+    read_only_cache: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="channels_jwt")
+
+    outcome = await close_of(counting_on(read_only_cache), "not-a-jwt")
+
+    assert outcome == MALFORMED
+    assert warnings_of(caplog) == ["Could not count a failed handshake (ReadOnlyError)"]
+
+
+async def test_refused_writes_never_limit(read_only_cache: str) -> None:
+    # Only the count is lost: past the count, failures still get their own code.
+    app = counting_on(read_only_cache)
+
+    outcomes = [await close_of(app, "not-a-jwt") for _ in range(RATE_COUNT * 2)]
+
+    assert outcomes == [MALFORMED] * (RATE_COUNT * 2)
+
+
+async def test_held_write_is_given_up_after_the_timeout_and_the_code_stands(
+    write_paused_cache: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="channels_jwt")
+    started = time.monotonic()
+
+    outcome = await close_of(counting_on(write_paused_cache), "not-a-jwt")
+    elapsed = time.monotonic() - started
+
+    assert outcome == MALFORMED
+    # The write was really held (not refused at once), and not for longer than the timeout.
+    assert AUTH_TIMEOUT <= elapsed < AUTH_TIMEOUT + MARGIN
+    assert warnings_of(caplog) == ["Could not count a failed handshake (ResolverError)"]
