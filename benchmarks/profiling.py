@@ -214,7 +214,7 @@ def step_costs(fixtures: Fixtures, iterations: int = 2000) -> dict[str, float | 
     import time
     import timeit
 
-    from channels_jwt.conf import Settings, activated
+    from channels_jwt.conf import Settings, activate, deactivate
 
     settings = Settings({"USER_RESOLVER": "channels_jwt.users.token_user"})
     token = fixtures.tokens["HS256"]
@@ -256,7 +256,8 @@ def step_costs(fixtures: Fixtures, iterations: int = 2000) -> dict[str, float | 
         except Exception:
             results[label] = None
 
-    with activated(settings):
+    activation = activate(settings)
+    try:
         from channels_jwt.pipeline import Pipeline
 
         pipeline = Pipeline.for_settings(settings)
@@ -292,6 +293,8 @@ def step_costs(fixtures: Fixtures, iterations: int = 2000) -> dict[str, float | 
             "Pipeline.authenticate (verify + token_user, awaited)",
             lambda: pipeline.authenticate(token, scope),
         )
+    finally:
+        deactivate(activation)
     # The whole middleware around a bare ASGI app (no consumer, no communicator, no thread
     # hop): connect, accept, one frame, disconnect. The difference is everything it does.
     from channels_jwt import JWTAuthMiddleware

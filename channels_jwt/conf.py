@@ -11,8 +11,7 @@ what makes ``override_settings`` work in tests.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
 from datetime import timedelta
 from importlib import import_module
@@ -346,13 +345,3 @@ def deactivate(token: Token[Settings] | None) -> None:
     """Restore the settings that were active before :func:`activate` returned ``token``."""
     if token is not None:
         _active.reset(token)
-
-
-@contextmanager
-def activated(instance: Settings) -> Iterator[Settings]:
-    """Make ``instance`` the active settings for the current task while the block runs."""
-    token = activate(instance)
-    try:
-        yield instance
-    finally:
-        deactivate(token)

@@ -230,16 +230,11 @@ class TokenVerifier:
 
     def _signed_with(self, token: ParsedToken, key: bytes | PublicKey) -> bool:
         algorithm = self._algorithms[token.algorithm]
-        try:
-            if key is self._hmac_key:  # prepared and length-checked once, in __init__
-                prepared: Any = key
-            else:
-                prepared = algorithm.prepare_key(key)
-                if algorithm.check_key_length(prepared):
-                    raise TokenInvalid("key shorter than the algorithm requires")
-            return bool(algorithm.verify(token.signing_input, prepared, token.signature))
-        except jwt.PyJWTError as exc:
-            raise translate(exc) from exc
+        # The HMAC key was prepared and length-checked once, in __init__; public keys are key
+        # objects that fit the algorithm and were size-checked when loaded (keys.py, jwks.py),
+        # for which prepare_key only confirms the type.
+        prepared = key if key is self._hmac_key else algorithm.prepare_key(key)
+        return bool(algorithm.verify(token.signing_input, prepared, token.signature))
 
     def _check_claims(self, claims: Mapping[str, Any]) -> None:
         """The registered-claim rules of ``jwt.decode``, in its order (so its precedence)."""

@@ -571,3 +571,13 @@ async def test_hanging_cache_is_bounded_by_the_auth_timeout(
 
     assert outcome == "4503 auth_unavailable"
     assert elapsed < AUTH_TIMEOUT + MARGIN
+
+
+async def test_a_window_that_closes_between_opening_and_counting_still_counts(
+    cache_alias: str,
+) -> None:
+    # A zero-second window expires at once, so incr() finds no key: the race between add()
+    # and incr() when a window ends, made certain. The count must restart, not crash.
+    limiter = FailureLimiter(cache_alias, failures=1, period=0)
+    await limiter.record_failure("198.51.100.7")
+    assert not await limiter.is_limited("198.51.100.7")

@@ -818,3 +818,21 @@ def test_a_remembered_header_does_not_vouch_for_the_rest_of_a_token() -> None:
     assert head in checker._headers
     raises(checker, f"{head}.{payload}.{signature[:-2]}AA", TokenInvalid)
     raises(checker, f"{head}.{b64(b'[]')}.{signature}", TokenMalformed)
+
+
+def test_verifier_refuses_an_hmac_secret_shorter_than_its_hash() -> None:
+    rules = VerificationRules(
+        algorithms=("HS256", "HS512"),
+        hmac_secret=b"k" * 32,  # enough for HS256, half of what HS512 needs
+        verifying_keys=None,
+        audience=None,
+        issuer=None,
+        leeway=0,
+        required_claims=("exp",),
+        max_lifetime=None,
+        token_type_claim=None,
+        token_types=(),
+        max_token_bytes=8192,
+    )
+    with pytest.raises(ImproperlyConfigured, match="HS512"):
+        TokenVerifier(rules)

@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz targets (atheris) for extraction and verification: ``make fuzz``."""
