@@ -198,6 +198,7 @@ def plan(args: argparse.Namespace) -> dict[str, Any]:
     if args.servers:
         servers = tuple(name.strip() for name in args.servers.split(",") if name.strip())
         config["wire_servers"] = config["memory_servers"] = servers
+    config["conn_max_age"] = int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
     return config
 
 
@@ -324,6 +325,7 @@ def _run(args: argparse.Namespace, config: dict[str, Any], keys: dict[str, Any])
     started = time.perf_counter()
     mode = "quick" if args.quick else "full"
     print(f"channels_jwt benchmarks, {mode} mode: sections {', '.join(config['sections'])}")
+    print(f"database: file SQLite, CONN_MAX_AGE={config['conn_max_age']} (BENCH_CONN_MAX_AGE)")
     fixtures = prepare_database(keys)
     apps = build_stacks(keys)
     results: dict[str, Any] = {

@@ -1,7 +1,8 @@
 """Django settings for the benchmarks: a file SQLite database and Django's defaults.
 
 ``CONN_MAX_AGE`` is left at Django's default (0): every ``database_sync_to_async`` call closes
-the connection after use, which is what a project that never set it gets. Keys live in
+the connection after use, which is what a project that never set it gets. ``BENCH_CONN_MAX_AGE``
+(seconds) overrides it, to measure what persistent connections change. Keys live in
 ``benchmarks/.state/keys.json`` (see :mod:`benchmarks.fixtures`), shared by the benchmark
 process and the servers it starts.
 """
@@ -29,6 +30,7 @@ DATABASES = {
         # One file per run (the runner names it and passes it on to its servers), so two runs
         # on the same machine cannot recreate each other's users and sessions.
         "NAME": os.environ.get(DATABASE_ENV) or str(STATE_DIR / "bench.sqlite3"),
+        "CONN_MAX_AGE": int(os.environ.get("BENCH_CONN_MAX_AGE", "0")),
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
