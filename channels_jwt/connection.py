@@ -224,7 +224,9 @@ class ConnectionGuard:
         exp = self.connection.claims.get("exp")
         if exp is None or not self.pipeline.close_on_expiry:
             return None
-        return float(exp) + self.pipeline.leeway
+        # Whole seconds, as at the handshake (jwt.decode's rule): a token refused from X.0
+        # there must not keep an open socket until X.9.
+        return int(exp) + self.pipeline.leeway
 
     def _expired(self) -> bool:
         deadline = self._deadline()

@@ -20,9 +20,8 @@ the right user, the verified claims, and no trace of the token in its scope.
 Expectations measured with PyJWT 2.15.1 (``test_pyjwt_version_is_recorded`` records the version
 in use); rows A05, S03, S07, S10-S13, S17, T14 and T15 behave differently before PyJWT 2.14/2.15.
 
-Not here: JWKS rows (A12, D04, D05, H06 beyond its "no request is made" part) belong to the JWKS
-issue; T17 (expiry of an open socket) to the lifecycle issue; U08 (password fingerprint claim)
-is not in the design; U11 needs a UUID-keyed user model, which the test project does not have.
+The other rows (A12, D04-D06 against a JWKS endpoint, T17 and L01, U08, U11, K01-K10, L02-L04)
+are in ``test_advisory_more.py``; ``test_catalogue.py`` checks that every catalogue id has a test.
 """
 
 from __future__ import annotations

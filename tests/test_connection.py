@@ -422,6 +422,21 @@ async def test_timer_closes_with_4440_at_exp(configure: Configure, sockets: Sock
     assert exp - EARLINESS <= closed_at <= exp + LATENESS
 
 
+async def test_timer_of_a_fractional_exp_fires_at_its_whole_second(
+    configure: Configure, sockets: Sockets
+) -> None:
+    # The handshake judges exp in whole seconds (jwt.decode's rule): X.9 is expired from X.0.
+    # An open socket must not outlive what a new handshake would refuse.
+    whole = soon()
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(exp=whole + 0.9))
+
+    close = await output_by(communicator, whole + 0.9)
+    closed_at = time.time()
+
+    assert close == CLOSE_EXPIRED
+    assert whole - EARLINESS <= closed_at <= whole + LATENESS
+
+
 async def test_expiry_close_is_recorded_on_scope_jwt(
     configure: Configure, sockets: Sockets
 ) -> None:

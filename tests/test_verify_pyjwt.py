@@ -67,6 +67,7 @@ def token_for(claims: dict[str, Any], now: int) -> str:
         for name, value in claims.items()
         if value is not MISSING
     }
+
     # Signed by hand: jwt.encode refuses some of the claim types under test (a numeric iss).
     def encode(value: dict[str, Any]) -> bytes:
         return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
