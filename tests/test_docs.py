@@ -31,11 +31,10 @@ from channels_jwt.conf import DEFAULTS
 from channels_jwt.exceptions import REASONS, CloseCode
 from tests.conftest import claims_for, hs_token
 from tests.live.conftest import (
-    _SETUP_DATABASE,
     LiveServer,
     LiveUsers,
+    prepare_database,
     running_server,
-    server_environment,
 )
 from tests.live.server_settings import SIGNING_KEY
 from tests.processes import free_port, stop, wait_until_listening
@@ -181,18 +180,7 @@ def live_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def live_users(live_dir: Path) -> LiveUsers:
     """The live database, migrated, with an active and an inactive user (as in tests/live)."""
-    completed = subprocess.run(
-        [sys.executable, "-c", _SETUP_DATABASE],
-        cwd=REPO,
-        env=server_environment(live_dir),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert completed.returncode == 0, completed.stderr
-    pks = json.loads(completed.stdout.strip().splitlines()[-1])
-    return LiveUsers(active=pks["active"], inactive=pks["inactive"])
+    return prepare_database(live_dir)
 
 
 @pytest.fixture(scope="module")

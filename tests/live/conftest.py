@@ -98,9 +98,11 @@ def live_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("live")
 
 
-@pytest.fixture(scope="session")
-def live_users(live_dir: Path) -> LiveUsers:
-    """Migrate the live database and create an active and an inactive user in it."""
+def prepare_database(live_dir: Path) -> LiveUsers:
+    """Migrate the SQLite database in ``live_dir``; create an active and an inactive user.
+
+    Run in a subprocess with the servers' own settings module, so the servers see the rows.
+    """
     completed = subprocess.run(
         [sys.executable, "-c", _SETUP_DATABASE],
         cwd=REPO_ROOT,
@@ -114,6 +116,12 @@ def live_users(live_dir: Path) -> LiveUsers:
         pytest.fail(f"live database set-up failed:\n{completed.stderr}")
     pks = json.loads(completed.stdout.strip().splitlines()[-1])
     return LiveUsers(active=pks["active"], inactive=pks["inactive"])
+
+
+@pytest.fixture(scope="session")
+def live_users(live_dir: Path) -> LiveUsers:
+    """Migrate the live database and create an active and an inactive user in it."""
+    return prepare_database(live_dir)
 
 
 @pytest.fixture(scope="session", params=["uvicorn", "daphne"])

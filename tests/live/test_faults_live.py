@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,12 +25,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from tests.conftest import claims_for, hs_token
 from tests.live.asgi_app_faults import HANG_TIMEOUT, RATE_COUNT
 from tests.live.conftest import (
-    _SETUP_DATABASE,
-    REPO_ROOT,
     LiveServer,
     LiveUsers,
+    prepare_database,
     running_server,
-    server_environment,
 )
 from tests.live.server_settings import SIGNING_KEY
 from tests.live.test_live import BEHAVIOUR
@@ -62,19 +58,7 @@ def fault_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def fault_users(fault_dir: Path) -> LiveUsers:
     """Migrate this module's database and create its active and inactive users."""
-    completed = subprocess.run(
-        [sys.executable, "-c", _SETUP_DATABASE],
-        cwd=REPO_ROOT,
-        env=server_environment(fault_dir),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if completed.returncode != 0:
-        pytest.fail(f"fault database set-up failed:\n{completed.stderr}")
-    pks = json.loads(completed.stdout.strip().splitlines()[-1])
-    return LiveUsers(active=pks["active"], inactive=pks["inactive"])
+    return prepare_database(fault_dir)
 
 
 @pytest.fixture(scope="module", params=["uvicorn", "daphne"])
