@@ -1,4 +1,4 @@
-"""Verify a compact JWS strictly, and translate failures into close codes.
+"""Verify a compact JWS strictly; every refusal is an AuthenticationFailed with its close code.
 
 PyJWT's algorithm implementations check the signature (the cryptography is never ours). Around
 them this module parses the token once, strictly (compact form, canonical base64url, strict
@@ -28,7 +28,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt.conf import Settings
 from channels_jwt.exceptions import (
-    AuthenticationFailed,
     TokenExpired,
     TokenInvalid,
     TokenMalformed,
@@ -279,25 +278,6 @@ def read_only(claims: Mapping[str, Any]) -> Mapping[str, Any]:
     if type(claims) is MappingProxyType:
         return claims
     return MappingProxyType(dict(claims))
-
-
-def translate(exc: jwt.PyJWTError) -> AuthenticationFailed:
-    """Map a PyJWT exception onto the matching :class:`AuthenticationFailed`."""
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return TokenExpired("token expired")
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        return TokenInvalid("token not yet valid")
-    if isinstance(exc, jwt.MissingRequiredClaimError):
-        return TokenInvalid(f"required claim {exc.claim!r} missing")
-    if isinstance(exc, jwt.InvalidAudienceError):
-        return TokenInvalid("audience mismatch")
-    if isinstance(exc, jwt.InvalidIssuerError):
-        return TokenInvalid("issuer mismatch")
-    if isinstance(exc, jwt.InvalidSignatureError):
-        return TokenInvalid("signature verification failed")
-    if isinstance(exc, jwt.DecodeError):
-        return TokenMalformed("token could not be decoded")
-    return TokenInvalid(f"token rejected ({type(exc).__name__})")
 
 
 def _check_issuer(claims: Mapping[str, Any], issuer: str | list[str]) -> None:

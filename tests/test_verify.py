@@ -23,7 +23,7 @@ from channels_jwt.exceptions import (
     TokenMalformed,
 )
 from channels_jwt.keys import VerifyingKeys
-from channels_jwt.verify import TokenVerifier, VerificationRules, translate
+from channels_jwt.verify import TokenVerifier, VerificationRules
 from tests.conftest import HS_KEY, Keys, claims_for, hs_token, private_pem, public_pem
 
 HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"]
@@ -661,68 +661,6 @@ def test_lifetime_cap_without_exp_is_invalid() -> None:
 def test_token_without_exp_is_accepted_when_exp_is_not_required() -> None:
     checker = verifier(REQUIRED_CLAIMS=["iat"])
     assert checker.verify(hs_token(claims_for(exp=...)))["user_id"] == "1"
-
-
-# --- translate ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("error", "expected", "message"),
-    [
-        pytest.param(jwt.ExpiredSignatureError("x"), TokenExpired, "token expired", id="expired"),
-        pytest.param(
-            jwt.ImmatureSignatureError("x"), TokenInvalid, "token not yet valid", id="immature"
-        ),
-        pytest.param(
-            jwt.MissingRequiredClaimError("sub"),
-            TokenInvalid,
-            "required claim 'sub' missing",
-            id="missing-claim",
-        ),
-        pytest.param(
-            jwt.InvalidAudienceError("x"), TokenInvalid, "audience mismatch", id="audience"
-        ),
-        pytest.param(jwt.InvalidIssuerError("x"), TokenInvalid, "issuer mismatch", id="issuer"),
-        pytest.param(
-            jwt.DecodeError("x"), TokenMalformed, "token could not be decoded", id="decode"
-        ),
-        pytest.param(
-            jwt.InvalidSignatureError("x"),
-            TokenInvalid,
-            "",
-            id="bad-signature-is-invalid-not-malformed",
-        ),
-        pytest.param(
-            jwt.InvalidIssuedAtError("x"),
-            TokenInvalid,
-            "token rejected (InvalidIssuedAtError)",
-            id="issued-at",
-        ),
-        pytest.param(
-            jwt.InvalidKeyError("x"), TokenInvalid, "token rejected (InvalidKeyError)", id="key"
-        ),
-        pytest.param(
-            jwt.InvalidAlgorithmError("x"),
-            TokenInvalid,
-            "token rejected (InvalidAlgorithmError)",
-            id="algorithm",
-        ),
-        pytest.param(
-            jwt.InvalidTokenError("x"),
-            TokenInvalid,
-            "token rejected (InvalidTokenError)",
-            id="invalid-token",
-        ),
-        pytest.param(jwt.PyJWKError("x"), TokenInvalid, "token rejected (PyJWKError)", id="pyjwk"),
-    ],
-)
-def test_translate(
-    error: jwt.PyJWTError, expected: type[AuthenticationFailed], message: str
-) -> None:
-    result = translate(error)
-    assert type(result) is expected
-    assert result.close_code == expected.close_code
-    assert message in str(result)
 
 
 # --- unusable keys -----------------------------------------------------------------------
