@@ -435,6 +435,26 @@ class RelativeTime:
 DROP = "<drop>"
 
 
+def with_member(
+    state: Mutated, signer: Signer, segment: int, name: str, value: Any, resign: bool
+) -> Mutated:
+    """Set (or, with :data:`DROP`, drop) one member of the header (0) or payload (1) object."""
+    parts = segments(state.token)
+    if len(parts) < 2:
+        return state
+    members = json_object(parts[segment])
+    if members is None:
+        return state
+    if value == DROP:
+        members.pop(name, None)
+    else:
+        members[name] = value
+    # surrogatepass: generated claim values may hold lone surrogates (strict JSON refuses them).
+    encoded = b64u(json.dumps(members, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    header, payload = (encoded, parts[1]) if segment == 0 else (parts[0], encoded)
+    return resigned(state, header, payload, signer, resign)
+
+
 @dataclass(frozen=True)
 class ChangeClaim:
     """Set (or drop) one claim, keeping the signature or re-signing."""
@@ -444,19 +464,8 @@ class ChangeClaim:
     resign: bool
 
     def apply(self, state: Mutated, signer: Signer) -> Mutated:
-        parts = segments(state.token)
-        if len(parts) < 2:
-            return state
-        claims = json_object(parts[1])
-        if claims is None:
-            return state
-        if self.value == DROP:
-            claims.pop(self.name, None)
-        else:
-            value = self.value.resolve() if isinstance(self.value, RelativeTime) else self.value
-            claims[self.name] = value
-        payload = b64u(json.dumps(claims, separators=(",", ":")).encode("utf-8", "surrogatepass"))
-        return resigned(state, parts[0], payload, signer, self.resign)
+        value = self.value.resolve() if isinstance(self.value, RelativeTime) else self.value
+        return with_member(state, signer, 1, self.name, value, self.resign)
 
 
 @dataclass(frozen=True)
@@ -468,17 +477,7 @@ class ChangeHeader:
     resign: bool
 
     def apply(self, state: Mutated, signer: Signer) -> Mutated:
-        parts = segments(state.token)
-        if len(parts) < 2:
-            return state
-        header = json_object(parts[0])
-        if header is None:
-            return state
-        if self.value == DROP:
-            header.pop(self.name, None)
-        else:
-            header[self.name] = self.value
-        return resigned(state, b64u(compact_json(header)), parts[1], signer, self.resign)
+        return with_member(state, signer, 0, self.name, self.value, self.resign)
 
 
 ALGORITHMS = [

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,15 +198,15 @@ def redis_users(environment: dict[str, str]) -> RedisUsers:
     return RedisUsers(alice=pks["alice"], bob=pks["bob"])
 
 
-@pytest.fixture(scope="session")
-def servers(
-    redis_dir: Path, environment: dict[str, str], redis_users: RedisUsers
+@contextmanager
+def uvicorn_pair(
+    redis_dir: Path, environment: dict[str, str], application: str, names: tuple[str, str]
 ) -> Iterator[tuple[Server, Server]]:
-    """Two uvicorn processes serving ``tests.redis.asgi_app``, sharing Redis and the DB."""
+    """Two uvicorn processes serving ``application``, sharing Redis and the DB; stopped after."""
     processes: list[subprocess.Popen[bytes]] = []
     started: list[Server] = []
     try:
-        for name in ("uvicorn-a", "uvicorn-b"):
+        for name in names:
             port = free_port()
             log_path = redis_dir / f"{name}.log"
             with log_path.open("wb") as log_file:
@@ -215,7 +216,7 @@ def servers(
                             sys.executable,
                             "-m",
                             "uvicorn",
-                            APPLICATION,
+                            application,
                             "--host",
                             "127.0.0.1",
                             "--port",
@@ -235,6 +236,15 @@ def servers(
     finally:
         for process in processes:
             stop(process)
+
+
+@pytest.fixture(scope="session")
+def servers(
+    redis_dir: Path, environment: dict[str, str], redis_users: RedisUsers
+) -> Iterator[tuple[Server, Server]]:
+    """Two uvicorn processes serving ``tests.redis.asgi_app``, sharing Redis and the DB."""
+    with uvicorn_pair(redis_dir, environment, APPLICATION, ("uvicorn-a", "uvicorn-b")) as pair:
+        yield pair
 
 
 ThirdProcess = Callable[..., None]

@@ -17,7 +17,6 @@ import logging
 import random
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -35,15 +34,14 @@ from websockets.exceptions import ConnectionClosed
 from channels_jwt import JWTAuthMiddleware
 from channels_jwt.users import token_user
 from tests.conftest import RecordingApp, claims_for, hs_token, websocket_scope
-from tests.processes import free_port, stop, wait_until_listening
+from tests.processes import free_port, stop
 from tests.redis.asgi_app_ratelimit import MANY_COUNT, RATE_COUNT
-from tests.redis.conftest import REPO_ROOT, RedisServer, RedisUsers, Server
+from tests.redis.conftest import RedisServer, RedisUsers, Server, uvicorn_pair
 from tests.redis.server_settings import SIGNING_KEY
 
 pytestmark = pytest.mark.live
 
 APPLICATION = "tests.redis.asgi_app_ratelimit:application"
-UVICORN = (sys.executable, "-m", "uvicorn", APPLICATION)
 MARKER = "access_token"
 #: Seconds any single client step (handshake, frame, PING) may take.
 TIMEOUT = 5.0
@@ -59,30 +57,9 @@ def limited_servers(
     redis_dir: Path, environment: dict[str, str], redis_users: RedisUsers
 ) -> Iterator[tuple[Server, Server]]:
     """Two uvicorn processes serving the rate-limited routes, sharing Redis and the DB."""
-    processes: list[subprocess.Popen[bytes]] = []
-    started: list[Server] = []
-    try:
-        for name in ("uvicorn-limited-a", "uvicorn-limited-b"):
-            port = free_port()
-            log_path = redis_dir / f"{name}.log"
-            with log_path.open("wb") as log_file:
-                processes.append(
-                    subprocess.Popen(
-                        [*UVICORN, "--host", "127.0.0.1", "--port", str(port)],
-                        cwd=REPO_ROOT,
-                        env=environment,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                    )
-                )
-            started.append(Server(name=name, port=port, log_path=log_path))
-        for process, server in zip(processes, started, strict=True):
-            wait_until_listening(process, server.port, server.log_path)
-        yield started[0], started[1]
-    finally:
-        for process in processes:
-            stop(process)
+    names = ("uvicorn-limited-a", "uvicorn-limited-b")
+    with uvicorn_pair(redis_dir, environment, APPLICATION, names) as pair:
+        yield pair
 
 
 def token_for(user_id: int) -> str:
