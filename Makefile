@@ -2,34 +2,46 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PORT ?= 8000
+CHECKSUM := $(shell cksum pyproject.toml | cut -d' ' -f1)
+# What each kind of work installs (PEP 735 dependency groups in pyproject.toml).
+DEV_STAMP := $(VENV)/.installed-dev-$(CHECKSUM)
+DEMO_STAMP := $(VENV)/.installed-example-$(CHECKSUM)
 
-.PHONY: install test test-fast lint format clean demo bench docs fuzz stress
+.PHONY: install test test-fast lint format clean demo bench docs dist smoke fuzz stress
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,dev,example,e2e,docs]'
-	rm -f $(VENV)/.installed-*
+# pip 25.1 is the first to read dependency groups (--group).
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e . --group dev
+	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-example-*
+	touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e . --group example
+	rm -f $(VENV)/.installed-example-*
 	touch $@
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-## demo: the example chat site on http://127.0.0.1:8000 (REDIS_URL=redis://... for Redis)
-demo: install
+## demo: the example chat site on http://127.0.0.1:$(PORT) (REDIS_URL=redis://... for Redis)
+demo: $(DEMO_STAMP)
 	$(BIN)/python example_project/manage.py migrate --verbosity 0
 	$(BIN)/python example_project/manage.py seed_demo
 	@echo
-	@echo "Open http://127.0.0.1:8000/ in two browser windows; log in as alice in one, bob in the other."
+	@echo "Open http://127.0.0.1:$(PORT)/ in two browser windows; log in as alice in one, bob in the other."
 	@echo "Channel layer: $${REDIS_URL:+channels_redis at $$REDIS_URL}$${REDIS_URL:-in memory (REDIS_URL=redis://... make demo for Redis)}"
-	@echo "Command-line client: $(BIN)/python example_project/clients/chat_client.py --username bob --password bob-demo-password"
+	@echo "Command-line client: $(BIN)/python example_project/clients/chat_client.py --server http://127.0.0.1:$(PORT) --username bob --password bob-demo-password"
 	@echo
-	$(BIN)/python -m uvicorn config.asgi:application --app-dir example_project --host 127.0.0.1 --port 8000 --lifespan off
+	$(BIN)/python -m uvicorn config.asgi:application --app-dir example_project --host 127.0.0.1 --port $(PORT) --lifespan off
 
 ## test: every test on each supported Django (nox), 100% branch coverage required
 test: install
 	$(BIN)/coverage erase
-	$(BIN)/nox --sessions tests -- $(PYTEST_ARGS)
+	$(BIN)/nox --sessions tests lowest -- $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
@@ -47,7 +59,7 @@ bench: install
 FUZZ_SECONDS ?= 120
 FUZZ_FLAGS = -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 fuzz: install
-	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	$(BIN)/python -m pip install --quiet --group fuzz
 	$(BIN)/python -m fuzz.make_corpus fuzz/corpus
 	mkdir -p fuzz/work/extract fuzz/work/verify fuzz/findings
 	status=0; \
@@ -67,13 +79,23 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## dist: sdist and wheel in dist/, checked with twine check --strict
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
+
+## smoke: the built wheel in a clean venv (Python 3.13, Django 6.1): checks and one handshake
+smoke: dist
+	$(BIN)/nox --no-reuse-existing-virtualenvs --sessions smoke
+
 ## docs: the Sphinx site in docs/_build/html; any warning (even a broken reference) fails it
 docs: install
-	$(BIN)/sphinx-build -n -W --keep-going -b html docs docs/_build/html
+	$(BIN)/python -m sphinx -n -W --keep-going -b html docs docs/_build/html
 
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .nox .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache docs/_build
+	rm -rf $(VENV) .nox dist build .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache docs/_build

@@ -1,6 +1,15 @@
-"""Test matrix: the supported Django LTS releases, coverage combined across them."""
+"""Test matrix: each supported (Python, Django) pair, plus the lowest declared dependencies.
+
+Coverage is combined across every session (``make test``), so a line that only one Python or
+Django reaches still counts.
+"""
 
 from __future__ import annotations
+
+import glob
+import os
+import re
+from pathlib import Path
 
 import nox
 
@@ -8,12 +17,73 @@ nox.options.default_venv_backend = "venv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
-DJANGO_VERSIONS = ["4.2", "5.2"]
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+
+#: (Python, Django, database of the in-process tests): what the classifiers promise.
+MATRIX = [
+    ("3.10", "5.2", "sqlite"),
+    ("3.11", "5.2", "sqlite"),
+    ("3.12", "6.0", "postgresql"),
+    ("3.13", "6.1", "sqlite"),
+]
+LOWEST_PYTHON = "3.10"
+
+
+def interpreter(version: str) -> str:
+    """The newest pyenv build of ``version`` if there is one, else what nox finds on PATH."""
+    root = os.environ.get("PYENV_ROOT", str(Path.home() / ".pyenv"))
+    builds = sorted(glob.glob(f"{root}/versions/{version}.*/bin/python{version}"))
+    return builds[-1] if builds else version
+
+
+def lowest_constraints() -> list[str]:
+    """``name==version`` for every runtime dependency, at the lowest version it declares."""
+    pins = []
+    for requirement in PYPROJECT["project"]["dependencies"]:
+        match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[^\]]*\])?>=([^,;\s]+)", requirement)
+        if match is None:
+            raise ValueError(f"dependency without a plain lower bound: {requirement}")
+        pins.append(f"{match[1]}=={match[3]}")
+    return pins
+
+
+def run_suite(session: nox.Session, *, database: str = "sqlite") -> None:
+    """Run pytest under coverage; ``database`` is what the in-process tests use."""
+    env = {"CHANNELS_JWT_TEST_DATABASE": database}
+    session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
 
 
 @nox.session
-@nox.parametrize("django", DJANGO_VERSIONS)
-def tests(session: nox.Session, django: str) -> None:
-    """Run the whole suite under coverage against one Django release."""
-    session.install("-e", ".[test,example,e2e]", f"django~={django}.0")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+@nox.parametrize(
+    ("python", "django", "database"),
+    [(interpreter(python), django, database) for python, django, database in MATRIX],
+    ids=[f"py{python}-django{django}-{database}" for python, django, database in MATRIX],
+)
+def tests(session: nox.Session, django: str, database: str) -> None:
+    """The whole suite on one (Python, Django) pair of the matrix."""
+    session.install(
+        "-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"), f"django~={django}.0"
+    )
+    run_suite(session, database=database)
+
+
+@nox.session(python=interpreter(LOWEST_PYTHON))
+def lowest(session: nox.Session) -> None:
+    """The whole suite on the lowest Python and every runtime dependency at its lower bound."""
+    constraints = Path(session.create_tmp()) / "lowest.txt"
+    constraints.write_text("\n".join(lowest_constraints()) + "\n")
+    session.install(
+        "-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"), "-c", str(constraints)
+    )
+    session.run("pip", "list", "--format=freeze")
+    run_suite(session)
+
+
+@nox.session(python=interpreter("3.13"))
+def smoke(session: nox.Session) -> None:
+    """The built wheel (``make dist``) in a clean venv on the newest Python and Django."""
+    wheels = glob.glob("dist/*.whl")
+    if len(wheels) != 1:
+        session.error(f"expected one wheel in dist/ (run make dist first), found {wheels}")
+    session.install(wheels[0], "django~=6.1.0", "uvicorn", "websockets")
+    session.run("python", ".ci/wheel_smoke.py")

@@ -52,6 +52,11 @@ _KNOWN_HEADERS = 64
 _KNOWN_HEADER_CHARS = 512
 #: 10000-01-01T00:00:00Z: later instants cannot be represented as a ``datetime``.
 _MAX_NUMERIC_DATE = 253402300800
+#: Deepest nesting of objects and arrays in a header or payload (the top-level object is 1).
+#: Real tokens nest 2-4 deep. A fixed bound gives every Python the same answer: 3.11's parser
+#: stops near 1,000 with a RecursionError, 3.12+ parses far deeper.
+MAX_JSON_DEPTH = 32
+_JSON_STRUCTURE = re.compile(r'[\[\]{}"\\]')
 
 
 class ParsedToken(NamedTuple):
@@ -321,12 +326,49 @@ def _base64url(segment: str, part: str) -> bytes:
 def _json_object(segment: str, part: str) -> dict[str, Any]:
     raw = _base64url(segment, part)
     try:
-        value = _STRICT_JSON.decode(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TokenMalformed(f"{part} is not UTF-8 JSON") from exc
+    if _nested_deeper_than(MAX_JSON_DEPTH, text):
+        raise TokenMalformed(f"{part} nests JSON deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        value = _STRICT_JSON.decode(text)
+    except ValueError as exc:
         raise TokenMalformed(f"{part} is not UTF-8 JSON") from exc
     if not isinstance(value, dict):
         raise TokenMalformed(f"{part} is not a JSON object")
     return value
+
+
+def _nested_deeper_than(limit: int, text: str) -> bool:
+    """Whether brackets outside JSON strings nest deeper than ``limit``, in linear time.
+
+    Text that is not JSON may get either answer: the parser refuses it anyway.
+    """
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped_at = -1
+    for match in _JSON_STRUCTURE.finditer(text):
+        position = match.start()
+        if position == escaped_at:
+            continue
+        char = text[position]
+        if in_string:
+            if char == "\\":
+                escaped_at = position + 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -2,8 +2,8 @@
 
 Pages are MyST Markdown; the API reference is autodoc from the package's docstrings, which
 needs Django set up first (the package imports ``django.conf`` settings lazily, but autodoc
-also imports ``channels_jwt.users`` and friends). The test suite's settings are enough for
-that: no database is touched while the docs build.
+also imports ``channels_jwt.users`` and friends). Minimal settings are configured here, so the
+docs build from the sdist too (which ships no tests): no database is touched while they build.
 
 There is no intersphinx: CI has no network. References to Python's, Django's or PyJWT's own
 types therefore cannot resolve and are exempted from nitpicky mode below, by module prefix.
@@ -17,10 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import django
+from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
+if "DJANGO_SETTINGS_MODULE" not in os.environ:
+    settings.configure(
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "channels_jwt"],
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
+    )
 django.setup()
 
 import channels_jwt  # noqa: E402

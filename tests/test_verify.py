@@ -23,7 +23,7 @@ from channels_jwt.exceptions import (
     TokenMalformed,
 )
 from channels_jwt.keys import VerifyingKeys
-from channels_jwt.verify import TokenVerifier, VerificationRules
+from channels_jwt.verify import MAX_JSON_DEPTH, TokenVerifier, VerificationRules
 from tests.conftest import HS_KEY, Keys, claims_for, hs_token, private_pem, public_pem
 
 HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"]
@@ -356,6 +356,53 @@ def test_non_canonical_base64url_is_malformed(segment: int) -> None:
 )
 def test_bad_json_is_malformed(header: bytes, payload: bytes) -> None:
     raises(verifier(MAX_TOKEN_BYTES=20000), hs_raw(header, payload), TokenMalformed)
+
+
+def arrays(depth: int) -> str:
+    """JSON arrays nested ``depth`` deep."""
+    return "[" * depth + "]" * depth
+
+
+# The top-level object is level 1, so a member nests MAX_JSON_DEPTH - 1 arrays at most.
+@pytest.mark.parametrize("part", ["header", "payload"])
+def test_json_nested_to_the_bound_is_accepted(part: str) -> None:
+    member = f'"x":{arrays(MAX_JSON_DEPTH - 1)}'
+    if part == "header":
+        token = hs_raw(b'{"alg":"HS256",' + member.encode() + b"}", payload_json())
+    else:
+        token = hs_raw(HS_HEADER, payload_with(member))
+    assert verifier().verify(token)["user_id"] == claims_for()["user_id"]
+
+
+@pytest.mark.parametrize("part", ["header", "payload"])
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH, 1000, 100_000])
+def test_json_nested_past_the_bound_is_malformed_on_every_python(part: str, depth: int) -> None:
+    # Correctly signed: only the nesting is wrong. Python 3.12+ would parse all of these.
+    member = f'"x":{arrays(depth)}'
+    if part == "header":
+        token = hs_raw(b'{"alg":"HS256",' + member.encode() + b"}", payload_json())
+    else:
+        token = hs_raw(HS_HEADER, payload_with(member))
+    with pytest.raises(TokenMalformed, match="deeper than 32 levels"):
+        verifier(MAX_TOKEN_BYTES=300_000).verify(token)
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        pytest.param('"x":"' + "[" * 100 + '"', id="brackets-in-a-string"),
+        pytest.param('"x":"\\\"' + "{" * 100 + '"', id="escaped-quote-then-brackets"),
+        pytest.param('"x":[' + "{}," * 100 + "{}]", id="many-shallow-objects"),
+    ],
+)
+def test_brackets_that_do_not_nest_are_not_counted(member: str) -> None:
+    token = hs_raw(HS_HEADER, payload_with(member))
+    assert verifier().verify(token)["x"]
+
+
+def test_stray_backslash_among_many_brackets_is_malformed() -> None:
+    token = hs_raw(HS_HEADER, payload_with(f'"x":{arrays(40)}\\'))
+    raises(verifier(), token, TokenMalformed)
 
 
 @pytest.mark.parametrize(
