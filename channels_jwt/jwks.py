@@ -33,6 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jwt import PyJWK, PyJWKClient
+from jwt.exceptions import PyJWKClientError
 
 from channels_jwt.exceptions import KeyUnavailable
 from channels_jwt.keys import PublicKey, key_fits, load_public_key
@@ -177,7 +178,11 @@ class JWKSKeys:
     def _fetch(self) -> None:
         """Fetch and parse the key set (worker thread); a failure keeps the known keys."""
         try:
-            keys = usable_keys(self._client.fetch_data())
+            document = self._client.fetch_data()
+            # PyJWT 2.15 raises this itself; 2.14 returns whatever JSON it got.
+            if not isinstance(document, Mapping):
+                raise PyJWKClientError("The JWKS endpoint did not return a JSON object")
+            keys = usable_keys(document)
         except Exception as exc:
             self._last_attempt_failed = True
             logger.warning("JWKS fetch from %s failed: %s", self.url, type(exc).__name__)
