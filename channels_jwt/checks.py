@@ -446,10 +446,13 @@ def _sources(settings: Settings) -> list[Message]:
                 "Set COOKIE_NAME to the name of the cookie that holds the access token.",
             )
         )
-    if "query" in sources:
+    # Said to projects that list "query" themselves: the default has it too (for clients that
+    # can send nothing else), and a default project must check clean. The docs give the advice.
+    chosen = "TOKEN_SOURCES" in settings.overrides or "TOKEN_SOURCES" in settings.configured()
+    if chosen and "query" in sources:
         messages.append(
             checks.Info(
-                "CHANNELS_JWT accepts tokens in the query string.",
+                'CHANNELS_JWT TOKEN_SOURCES has "query": tokens in query strings are accepted.',
                 hint="Query strings reach access logs (uvicorn logs them at INFO). Prefer the "
                 "subprotocol source, or attach channels_jwt.logs.RedactTokens to your "
                 "server's loggers.",

@@ -628,20 +628,37 @@ def test_independent_problems_are_all_reported() -> None:
     ]
 
 
-def test_query_source_gives_an_info_with_a_hint() -> None:
-    messages = run_checks({"SIGNING_KEY": HS_KEY})
-    assert [message.id for message in messages] == ["channels_jwt.I001"]
-    (info,) = messages
-    assert info.level == checks.INFO
+def test_query_source_listed_in_the_settings_gives_an_info_with_a_hint() -> None:
+    (info,) = run_checks({"SIGNING_KEY": HS_KEY, "TOKEN_SOURCES": ["subprotocol", "query"]})
+    assert (info.id, info.level) == ("channels_jwt.I001", checks.INFO)
     assert "RedactTokens" in info.hint
 
 
-def test_no_query_source_gives_no_info() -> None:
-    assert run_checks({**BASE, "TOKEN_SOURCES": ["subprotocol", "header"]}) == []
+#: CHANNELS_JWT's TOKEN_SOURCES, a middleware's override (None: not set), whether I001 is due.
+I001_CASES = {
+    "default-has-query-unasked": (None, None, False),
+    "listed-without-query": (["subprotocol", "header"], None, False),
+    "override-lists-query": (["subprotocol"], ["query"], True),
+    "override-drops-query": (["query"], ["subprotocol"], False),
+}
+
+
+@pytest.mark.parametrize(("listed", "override", "due"), I001_CASES.values(), ids=I001_CASES)
+def test_query_source_gives_the_info_only_where_it_is_listed(
+    listed: list[str] | None, override: list[str] | None, due: bool
+) -> None:
+    project = {"SIGNING_KEY": HS_KEY} | ({"TOKEN_SOURCES": listed} if listed else {})
+    with override_settings(CHANNELS_JWT=project):
+        effective = Settings({"TOKEN_SOURCES": override} if override else None)
+        messages = check_settings(effective)
+        assert ("query" in effective.TOKEN_SOURCES) is (listed is None or due)
+    assert [message.id for message in messages] == (["channels_jwt.I001"] if due else [])
 
 
 def test_serious_keeps_errors_and_drops_warnings_and_infos() -> None:
-    messages = run_checks({"SIGNING_KEY": settings.SECRET_KEY, "LEEWAY": 61})
+    messages = run_checks(
+        {"SIGNING_KEY": settings.SECRET_KEY, "LEEWAY": 61, "TOKEN_SOURCES": ["query"]}
+    )
     assert {message.id for message in messages} == {
         "channels_jwt.W002",
         "channels_jwt.E014",
@@ -744,11 +761,22 @@ def test_manage_py_check_fails_on_bad_settings() -> None:
         call_command("check", stdout=StringIO(), stderr=StringIO())
 
 
-def test_manage_py_check_passes_with_the_test_settings() -> None:
+def test_manage_py_check_says_nothing_about_the_default_sources() -> None:
     stdout, stderr = StringIO(), StringIO()
-    call_command("check", stdout=stdout, stderr=stderr)
-    assert "channels_jwt.I001" in stderr.getvalue()
-    assert "channels_jwt.E" not in stdout.getvalue() + stderr.getvalue()
+    with override_settings(CHANNELS_JWT={"SIGNING_KEY": HS_KEY}):
+        call_command("check", fail_level="INFO", stdout=stdout, stderr=stderr)
+    assert (stdout.getvalue(), stderr.getvalue()) == (
+        "System check identified no issues (0 silenced).\n",
+        "",
+    )
+
+
+def test_manage_py_check_fails_at_level_info_on_a_listed_query_source() -> None:
+    with (
+        override_settings(CHANNELS_JWT={**BASE, "TOKEN_SOURCES": ["subprotocol", "query"]}),
+        pytest.raises(SystemCheckError, match=r"channels_jwt\.I001"),
+    ):
+        call_command("check", fail_level="INFO", stdout=StringIO(), stderr=StringIO())
 
 
 def test_manage_py_check_with_the_security_tag_runs_the_checks() -> None:

@@ -4,7 +4,9 @@ The first tests read the Markdown: every setting, close code, reason, check id a
 is documented, and every Python block compiles. The others run what the pages print, for
 real: the Python client recipe against uvicorn, the browser recipe in Chromium, and the
 tutorial, built from its own files into a fresh ``startproject``, checked, migrated, tested,
-served by uvicorn and talked to by its Python client, its refusal script and its page.
+served by uvicorn and talked to by its Python client, its refusal script and its page; and
+the installation page's quickstart, from ``django-admin startproject`` (its own commands) to a
+socket opened with a token from its token endpoint, checked and migrated without a message.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -387,17 +391,42 @@ def test_browser_recipe_acts_on_close_codes(
     assert events == [event.format(active=live_users.active) for event in expected]
 
 
-# --- The tutorial, from startproject to a chat -----------------------------------------------
-
-TUTORIAL = DOCS / "tutorial.md"
+# --- Pages that build a project: the tutorial and the installation page ---------------------
 
 
 @dataclass(frozen=True)
-class TutorialProject:
-    """The tutorial's project on disk, and the environment its commands run in."""
+class DocsProject:
+    """A project a page builds, on disk, and the environment its commands run in."""
 
     path: Path
     env: dict[str, str]
+
+    @classmethod
+    def empty(cls, path: Path) -> DocsProject:
+        """An empty directory, and a shell environment as the pages assume it."""
+        env = {name: value for name, value in os.environ.items() if not name.startswith("DJANGO_")}
+        # The pages' commands say ``python`` and ``django-admin``: this interpreter's.
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        env["JWT_SIGNING_KEY"] = secrets.token_urlsafe(64)
+        env["PYTHONUNBUFFERED"] = "1"
+        return cls(path, env)
+
+    def write_files(self, page: Path) -> None:
+        """Write (or append) every block of ``page`` that names its file."""
+        for name, (text, append) in named_blocks(page).items():
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with target.open("a" if append else "w") as handle:
+                handle.write(("\n" if append else "") + text)
+
+    def run_console(self, page: Path, containing: str) -> None:
+        """Run the ``console`` block of ``page`` that contains ``containing``, as printed
+        (bash runs multi-line commands), but the server: :meth:`serve` starts that."""
+        lines = console_block(page, containing).splitlines()
+        commands = "\n".join(line for line in lines if not line.startswith("uvicorn "))
+        subprocess.run(
+            ["bash", "-euc", commands], cwd=self.path, env=self.env, check=True, timeout=120
+        )
 
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -410,6 +439,26 @@ class TutorialProject:
             check=False,
         )
 
+    @contextmanager
+    def serve(self, application: str) -> Iterator[str]:
+        """``application`` under uvicorn, as the page starts it but on a free port."""
+        port = free_port()
+        log_path = self.path / "uvicorn.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", application, "--port", str(port)],
+                cwd=self.path,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_until_listening(process, port, log_path)
+            yield f"127.0.0.1:{port}"
+        finally:
+            stop(process)
+
 
 def console_block(page: Path, containing: str) -> str:
     """The ``console`` block of ``page`` that contains ``containing``."""
@@ -419,50 +468,33 @@ def console_block(page: Path, containing: str) -> str:
     raise AssertionError(f"no console block with {containing!r} in {page_id(page)}")
 
 
+# --- The tutorial, from startproject to a chat -----------------------------------------------
+
+TUTORIAL = DOCS / "tutorial.md"
+
+
 @pytest.fixture(scope="module")
-def tutorial(tmp_path_factory: pytest.TempPathFactory) -> TutorialProject:
+def tutorial(tmp_path_factory: pytest.TempPathFactory) -> DocsProject:
     """``startproject`` and ``startapp`` as the tutorial says, then its files, then step 6."""
-    path = tmp_path_factory.mktemp("chatsite")
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DJANGO_")}
-    # The tutorial's shell commands say ``python``: this interpreter's, with its packages.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["JWT_SIGNING_KEY"] = secrets.token_urlsafe(64)
-    env["PYTHONUNBUFFERED"] = "1"
+    project = DocsProject.empty(tmp_path_factory.mktemp("chatsite"))
     for command in (["startproject", "config", "."], ["startapp", "chat"]):
         subprocess.run(
-            [sys.executable, "-m", "django", *command], cwd=path, env=env, check=True, timeout=60
+            [sys.executable, "-m", "django", *command],
+            cwd=project.path,
+            env=project.env,
+            check=True,
+            timeout=60,
         )
-    for name, (text, append) in named_blocks(TUTORIAL).items():
-        target = path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("a" if append else "w") as handle:
-            handle.write(("\n" if append else "") + text)
-    # Step 6 as printed (bash runs its multi-line ``shell -c``), but the server: see below.
-    step_6 = console_block(TUTORIAL, "manage.py migrate").splitlines()
-    commands = "\n".join(line for line in step_6 if not line.startswith("uvicorn "))
-    subprocess.run(["bash", "-euc", commands], cwd=path, env=env, check=True, timeout=120)
-    return TutorialProject(path, env)
+    project.write_files(TUTORIAL)
+    project.run_console(TUTORIAL, "manage.py migrate")
+    return project
 
 
 @pytest.fixture(scope="module")
-def tutorial_server(tutorial: TutorialProject) -> Iterator[str]:
+def tutorial_server(tutorial: DocsProject) -> Iterator[str]:
     """The tutorial's site under uvicorn, as step 6 starts it but on a free port."""
-    port = free_port()
-    log_path = tutorial.path / "uvicorn.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port)],
-            cwd=tutorial.path,
-            env=tutorial.env,
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until_listening(process, port, log_path)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with tutorial.serve("config.asgi:application") as address:
+        yield address
 
 
 def test_tutorial_names_every_file_it_writes() -> None:
@@ -480,7 +512,7 @@ def test_tutorial_names_every_file_it_writes() -> None:
 
 
 @pytest.mark.live
-def test_tutorial_project_passes_the_system_checks(tutorial: TutorialProject) -> None:
+def test_tutorial_project_passes_the_system_checks(tutorial: DocsProject) -> None:
     """``manage.py check`` says what the tutorial promises: no issues, not even I001."""
     checked = tutorial.manage("check", "--fail-level", "INFO")
     assert checked.returncode == 0, checked.stderr
@@ -488,16 +520,14 @@ def test_tutorial_project_passes_the_system_checks(tutorial: TutorialProject) ->
 
 
 @pytest.mark.live
-def test_tutorial_tests_pass(tutorial: TutorialProject) -> None:
+def test_tutorial_tests_pass(tutorial: DocsProject) -> None:
     tested = tutorial.manage("test", "chat")
     assert tested.returncode == 0, tested.stderr
     assert re.search(r"^Ran 3 tests", tested.stderr, re.MULTILINE)
 
 
 @pytest.mark.live
-async def test_tutorial_python_client_chats(
-    tutorial: TutorialProject, tutorial_server: str
-) -> None:
+async def test_tutorial_python_client_chats(tutorial: DocsProject, tutorial_server: str) -> None:
     """``client.py`` logs in over HTTP, joins the room and sees its own message come back."""
     source = (tutorial.path / "client.py").read_text()
     client = load_module("client", source, str(tutorial.path / "client.py"))
@@ -524,9 +554,7 @@ async def test_tutorial_python_client_chats(
 
 
 @pytest.mark.live
-def test_tutorial_refusal_script_prints_4400(
-    tutorial: TutorialProject, tutorial_server: str
-) -> None:
+def test_tutorial_refusal_script_prints_4400(tutorial: DocsProject, tutorial_server: str) -> None:
     script = (tutorial.path / "refused.py").read_text().replace("127.0.0.1:8000", tutorial_server)
     refused = subprocess.run(
         [sys.executable, "-c", script],
@@ -565,3 +593,107 @@ def test_tutorial_page_chats_in_chromium(chromium: Any, tutorial_server: str) ->
         )
     finally:
         context.close()
+
+
+# --- The installation page, from startproject to an authenticated socket ---------------------
+
+INSTALLATION = DOCS / "installation.md"
+ALICE = {"username": "alice", "password": "alice-password"}
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> DocsProject:
+    """The page's commands as printed (steps 1 and 6) and its files (steps 2 to 5 and 7)."""
+    project = DocsProject.empty(tmp_path_factory.mktemp("installation"))
+    project.run_console(INSTALLATION, "django-admin startproject")
+    project.write_files(INSTALLATION)
+    project.run_console(INSTALLATION, "manage.py migrate")
+    return project
+
+
+@pytest.fixture(scope="module")
+def installation_server(installation: DocsProject) -> Iterator[str]:
+    """The installation page's project under uvicorn, as step 6 starts it but on a free port."""
+    with installation.serve("myproject.asgi:application") as address:
+        yield address
+
+
+def run_connect_script(project: DocsProject, server: str, token: str) -> str:
+    """``python connect.py <token>`` against ``server``; what it prints."""
+    script = (project.path / "connect.py").read_text().replace("127.0.0.1:8000", server)
+    completed = subprocess.run(
+        [sys.executable, "-c", script, token],
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert (completed.returncode, completed.stderr) == (0, "")
+    return completed.stdout
+
+
+def test_installation_names_every_file_it_writes() -> None:
+    assert set(named_blocks(INSTALLATION)) == {
+        "myproject/settings.py",
+        "myproject/asgi.py",
+        "myproject/urls.py",
+        "chat/consumers.py",
+        "chat/routing.py",
+        "chat/views.py",
+        "connect.py",
+    }
+
+
+@pytest.mark.live
+def test_installation_project_passes_the_checks_without_a_message(
+    installation: DocsProject,
+) -> None:
+    """Not even an info: a project that follows the page has nothing to puzzle over."""
+    checked = installation.manage("check", "--fail-level", "INFO")
+    assert (checked.returncode, checked.stderr) == (0, "")
+    assert checked.stdout == "System check identified no issues (0 silenced).\n"
+
+
+@pytest.mark.live
+def test_installation_project_migrates_without_a_message(installation: DocsProject) -> None:
+    migrated = installation.manage("migrate")  # the checks run again, as in step 6
+    assert (migrated.returncode, migrated.stderr) == (0, "")
+    assert "No migrations to apply." in migrated.stdout
+
+
+@pytest.mark.live
+def test_installation_token_from_the_endpoint_opens_the_socket(
+    installation: DocsProject, installation_server: str
+) -> None:
+    request = urllib.request.Request(
+        f"http://{installation_server}/api/token/",
+        data=json.dumps(ALICE).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310 (loopback)
+        issued = json.load(response)
+    assert issued["expires_in"] == 300
+
+    printed = run_connect_script(installation, installation_server, issued["access"])
+    frame = json.loads(printed)
+    assert frame["hello"] == "alice"
+    assert time.time() < frame["expires"] <= time.time() + 300
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(
+    ("token", "printed"),
+    [
+        pytest.param("not-a-jwt", "closed 4400 token_malformed\n", id="not-a-jwt"),
+        pytest.param(
+            token_for(1, key="another-key-" + "x" * 40),
+            "closed 4401 token_invalid\n",
+            id="another-key",
+        ),
+    ],
+)
+def test_installation_socket_refuses_a_bad_token(
+    installation: DocsProject, installation_server: str, token: str, printed: str
+) -> None:
+    assert run_connect_script(installation, installation_server, token) == printed

@@ -8,6 +8,7 @@ from chat import views
 
 urlpatterns = [
     path("csrf", views.csrf, name="csrf"),
+    path("session", views.session_view, name="session"),
     path("login", views.login_view, name="login"),
     path("refresh", views.refresh_view, name="refresh"),
     path("logout", views.logout_view, name="logout"),

@@ -2,7 +2,8 @@
 
 The session (an HttpOnly cookie) is the long-lived credential; the access token is short-lived
 and only ever used to open WebSockets. ``/api/refresh`` trades the session for a new token, so
-a page whose socket closed with 4440 gets a token without asking for the password again. Every
+a page whose socket closed with 4440 gets a token without asking for the password again, and
+``/api/session`` tells a page that has just loaded whether there is a session to resume. Every
 POST is CSRF-protected (Django's middleware): a foreign page cannot mint tokens with the
 victim's session cookie.
 """
@@ -35,15 +36,13 @@ def _error(status: int, error: str, detail: str) -> JsonResponse:
     return JsonResponse({"error": error, "detail": detail}, status=status)
 
 
-def _token_response(user: Any) -> JsonResponse:
+def _token(user: Any) -> dict[str, Any]:
     lifetime = settings.ACCESS_TOKEN_SECONDS
-    return JsonResponse(
-        {
-            "access": issue_token(user, lifetime=lifetime),
-            "expires_in": lifetime,
-            "username": user.get_username(),
-        }
-    )
+    return {
+        "access": issue_token(user, lifetime=lifetime),
+        "expires_in": lifetime,
+        "username": user.get_username(),
+    }
 
 
 @require_GET
@@ -85,7 +84,21 @@ def login_view(request: HttpRequest) -> JsonResponse:
     if user is None:
         return _error(401, "invalid_credentials", "Wrong username or password.")
     login(request, user)
-    return _token_response(user)
+    return JsonResponse(_token(user))
+
+
+@require_POST
+def session_view(request: HttpRequest) -> JsonResponse:
+    """The page's first question: ``{"authenticated": false}``, or ``{"authenticated": true}``
+    with a token as ``/api/refresh`` gives it.
+
+    Nobody logged in is the normal answer on a first visit, not an error: a 401 here would be
+    logged by the browser as a failed request on every fresh load.
+    """
+    user = request.user
+    if not user.is_authenticated or not user.is_active:
+        return JsonResponse({"authenticated": False})
+    return JsonResponse({"authenticated": True, **_token(user)})
 
 
 @require_POST
@@ -96,7 +109,7 @@ def refresh_view(request: HttpRequest) -> JsonResponse:
     # the is_active test keeps this correct with backends that allow inactive users.
     if not user.is_authenticated or not user.is_active:
         return _error(401, "not_logged_in", "Log in again.")
-    return _token_response(user)
+    return JsonResponse(_token(user))
 
 
 @require_POST

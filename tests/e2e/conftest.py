@@ -42,6 +42,8 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+#: The pages' default viewport (CSS pixels): a laptop's browser window.
+DESKTOP = (1100, 720)
 #: Playwright's waits, in milliseconds: generous for a slow CI machine, short for a hang.
 STEP_TIMEOUT_MS = 10_000
 expect.set_options(timeout=STEP_TIMEOUT_MS)
@@ -118,18 +120,32 @@ def browser(playwright: Playwright, chromium_path: str) -> Iterator[Browser]:
 def open_page(
     request: pytest.FixtureRequest, browser: Browser, example_server: ExampleServer
 ) -> Iterator[Callable[..., ChatPage]]:
-    """``open_page(label, room=..., transport=..., renew_in_place=...)``: the chat page in a
-    fresh browser context (see ``ChatPage.open``).
+    """``open_page(label, room=..., transport=..., renew_in_place=..., viewport=...,
+    mobile=...)``: the chat page in a fresh browser context (see ``ChatPage.open``).
 
-    Each call is a separate context (its own cookies: another person). Uncaught errors in
-    the page fail the test. On failure, screenshots and console logs are saved.
+    Each call is a separate context (its own cookies: another person). ``viewport`` is
+    ``(width, height)`` in CSS pixels; ``mobile`` makes the context a phone's (the viewport
+    meta tag applies, touch events, a 3x screen). Uncaught errors in the page fail the test.
+    On failure, screenshots and console logs are saved.
     """
     pages: list[ChatPage] = []
 
     def open_chat(
-        label: str, *, room: str, transport: str | None = None, renew_in_place: bool = True
+        label: str,
+        *,
+        room: str,
+        transport: str | None = None,
+        renew_in_place: bool = True,
+        viewport: tuple[int, int] = DESKTOP,
+        mobile: bool = False,
     ) -> ChatPage:
-        context = browser.new_context(viewport={"width": 1100, "height": 720})
+        width, height = viewport
+        context = browser.new_context(
+            viewport={"width": width, "height": height},
+            is_mobile=mobile,
+            has_touch=mobile,
+            device_scale_factor=3 if mobile else 1,
+        )
         context.set_default_timeout(STEP_TIMEOUT_MS)
         page = ChatPage(label, context.new_page(), example_server.url)
         pages.append(page)
@@ -159,7 +175,11 @@ def save_artifacts(item: pytest.Item, pages: list[ChatPage], server: ExampleServ
 
 
 def _save_page(page: ChatPage, directory: Path) -> None:
-    lines = [*page.console, *(f"[pageerror] {error}" for error in page.errors)]
+    lines = [
+        *page.console,
+        *(f"[pageerror] {error}" for error in page.errors),
+        *(f"[request] {request}" for request in page.failed_requests),
+    ]
     (directory / f"{page.label}.console.log").write_text("\n".join(lines) + "\n")
     try:
         page.page.screenshot(path=str(directory / f"{page.label}.png"), full_page=True)

@@ -12,26 +12,41 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from playwright.sync_api import ConsoleMessage, Error, Locator, Page, expect
+from playwright.sync_api import ConsoleMessage, Error, Locator, Page, Request, Response, expect
 
 
 class ChatPage:
-    """One person's tab: a Playwright page with its console and errors recorded."""
+    """One person's tab: a Playwright page with its console, errors and requests recorded."""
 
     def __init__(self, label: str, page: Page, base_url: str) -> None:
         self.label = label
         self.page = page
         self.base_url = base_url
         self.console: list[str] = []
+        self.console_errors: list[str] = []
         self.errors: list[str] = []
+        #: Requests that got no response, and responses with an HTTP error status.
+        self.failed_requests: list[str] = []
         page.on("console", self._on_console)
         page.on("pageerror", self._on_error)
+        page.on("requestfailed", self._on_request_failed)
+        page.on("response", self._on_response)
 
     def _on_console(self, message: ConsoleMessage) -> None:
         self.console.append(f"[{message.type}] {message.text}")
+        if message.type == "error":
+            self.console_errors.append(message.text)
 
     def _on_error(self, error: Error) -> None:
         self.errors.append(str(error))
+
+    def _on_request_failed(self, request: Request) -> None:
+        self.failed_requests.append(f"{request.method} {request.url}: {request.failure}")
+
+    def _on_response(self, response: Response) -> None:
+        if response.status >= 400:
+            request = response.request
+            self.failed_requests.append(f"{request.method} {request.url}: {response.status}")
 
     def open(self, *, room: str, transport: str | None = None, renew_in_place: bool = True) -> None:
         """Load the page in ``room`` and wait for the login form.

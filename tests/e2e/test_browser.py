@@ -186,6 +186,7 @@ def test_expired_token_is_refreshed_and_the_page_reconnects(open_page: OpenPage,
     assert reconnected["at"] - expired["at"] < 2000  # at once, not after a backoff
     close_log = alice.page.locator("#close-log li[data-code='4440']").first
     expect(close_log).to_contain_text("the access token expired")
+    expect(alice.page.locator("#close-panel")).to_be_visible()  # hidden until then
     assert alice.refreshes == []
     assert [event for event in alice.events if event["type"] == "renewing"] == []
 

@@ -62,6 +62,7 @@
     messages: $("messages"),
     sendForm: $("send-form"),
     messageInput: $("message-input"),
+    closePanel: $("close-panel"),
     closeLog: $("close-log"),
   };
 
@@ -157,7 +158,7 @@
     item.dataset.code = String(code);
     const when = clock(Date.now());
     item.textContent = `${when}  ${code}${reason ? ` (${reason})` : ""}: ${meaning(code)}`;
-    ui.closeLog.append(item);
+    appendToCloseLog(item);
   }
 
   function logRenewal(expiresAt) {
@@ -165,7 +166,13 @@
     item.dataset.renewed = "";
     const until = expiresAt === null ? "" : `, valid until ${clock(expiresAt)}`;
     item.textContent = `${clock(Date.now())}  token renewed in place (same socket${until})`;
+    appendToCloseLog(item);
+  }
+
+  // The panel stays hidden until it has something to show.
+  function appendToCloseLog(item) {
     ui.closeLog.append(item);
+    ui.closePanel.hidden = false;
   }
 
   // --- Signing in and out ------------------------------------------------------------------
@@ -207,8 +214,9 @@
   async function resumeSession() {
     setStatus("starting", "Checking for an existing session…");
     try {
-      const result = await post("/api/refresh");
-      if (result.ok) {
+      // 200 either way ({"authenticated": false} on a first visit): no error in the console.
+      const result = await post("/api/session");
+      if (result.ok && result.data.authenticated) {
         signedIn(result.data);
         return;
       }
