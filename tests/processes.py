@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import time
@@ -60,7 +63,13 @@ def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: 
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate ``process`` (kill it if it lingers) and reap it."""
+    """Terminate ``process`` (kill it if it lingers) and reap it.
+
+    A process started with ``start_new_session=True`` leads a process group of its own: once
+    it has exited, whatever is left in that group (a worker the server spawned and failed to
+    stop) is killed too, so no server outlives its test.
+    """
+    group = _own_group(process)
     if process.poll() is None:
         process.terminate()
         try:
@@ -68,3 +77,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=STOP_TIMEOUT)
+    if group is not None:
+        # Usually the group is empty by now (the server stopped its own workers).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+
+
+def _own_group(process: subprocess.Popen[bytes]) -> int | None:
+    """The process group ``process`` leads, or ``None`` (it shares its parent's, or is gone)."""
+    if process.returncode is not None:
+        return None  # already reaped: its pid may belong to another process by now.
+    try:
+        group = os.getpgid(process.pid)
+    except ProcessLookupError:
+        return None
+    return group if group == process.pid else None

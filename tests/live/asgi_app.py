@@ -1,15 +1,24 @@
-"""A tiny ASGI application for the live servers (uvicorn and daphne).
+"""A tiny ASGI application for the live servers (``tests.live.servers.SERVERS``).
 
-``/ws/echo/...`` sits behind ``JWTAuthMiddlewareStack`` (``REJECT_MODE="close"``);
-``/ws/deny/...`` behind a ``JWTAuthMiddleware`` instance with ``REJECT_MODE="deny"``. Both
-routes accept any path suffix, so a test can tag its connection's path and find it in the log.
-The consumer accepts without choosing a subprotocol and sends one JSON frame describing what
-the middleware handed over.
+Routes (each accepts any path suffix, so a test can tag its connection's path and find it in
+the log):
+
+- ``/ws/echo/``: ``JWTAuthMiddlewareStack`` (``REJECT_MODE="close"``);
+- ``/ws/deny/``: a ``JWTAuthMiddleware`` instance with ``REJECT_MODE="deny"``;
+- ``/ws/deny-down/``: the same, with a user lookup that always fails (4503, so HTTP 503);
+- ``/ws/revocable/``: close mode with a ``REVOCATION_CHECK`` that calls every token whose
+  ``jti`` starts with :data:`REVOKED_JTI_PREFIX` revoked (4441);
+- ``/ws/refuse/``: no authentication; the consumer closes *before* accepting, which is what
+  every server turns into a plain HTTP refusal.
+
+The authenticated consumer accepts without choosing a subprotocol and sends one JSON frame
+describing what the middleware handed over, and what the server put in the scope.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.live.server_settings")
 
@@ -23,8 +32,11 @@ from django.urls import re_path  # noqa: E402
 
 from channels_jwt import JWTAuthMiddleware, JWTAuthMiddlewareStack  # noqa: E402
 
+#: A token whose ``jti`` starts with this is revoked on ``/ws/revocable/``.
+REVOKED_JTI_PREFIX = "revoked-"
 
-class ScopeEchoConsumer(AsyncJsonWebsocketConsumer):
+
+class ScopeEchoConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
     """Accept (no subprotocol chosen) and describe the authenticated scope in one frame."""
 
     async def connect(self) -> None:
@@ -41,8 +53,33 @@ class ScopeEchoConsumer(AsyncJsonWebsocketConsumer):
                     for name, value in self.scope["headers"]
                     if name == b"sec-websocket-protocol"
                 ],
+                # What the server itself put in the scope.
+                "extensions": sorted(self.scope.get("extensions") or {}),
+                "client_port_type": type(self.scope["client"][1]).__name__,
             }
         )
+
+
+class RefusingConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+    """Close before accepting, as ``AllowedHostsOriginValidator`` and many consumers do."""
+
+    async def connect(self) -> None:
+        await self.close(code=4403)
+
+
+async def failing_resolver(claims: Any, scope: Any) -> Any:
+    """A user lookup that always fails (a database that is down)."""
+    raise ConnectionError("the user database is unreachable")
+
+
+async def revoked_by_prefix(claims: Any) -> bool:
+    """The revocation check of ``/ws/revocable/``: revoked when the ``jti`` says so."""
+    return str(claims["jti"]).startswith(REVOKED_JTI_PREFIX)
+
+
+def authenticated(**settings: Any) -> Any:
+    """The echo consumer behind a middleware instance with ``settings``."""
+    return JWTAuthMiddleware(ScopeEchoConsumer.as_asgi(), settings=settings)
 
 
 application = ProtocolTypeRouter(
@@ -50,11 +87,12 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter(
             [
                 re_path(
-                    r"^ws/deny/",
-                    JWTAuthMiddleware(
-                        ScopeEchoConsumer.as_asgi(), settings={"REJECT_MODE": "deny"}
-                    ),
+                    r"^ws/deny-down/",
+                    authenticated(REJECT_MODE="deny", USER_RESOLVER=failing_resolver),
                 ),
+                re_path(r"^ws/deny/", authenticated(REJECT_MODE="deny")),
+                re_path(r"^ws/revocable/", authenticated(REVOCATION_CHECK=revoked_by_prefix)),
+                re_path(r"^ws/refuse/", RefusingConsumer.as_asgi()),
                 re_path(r"^ws/echo/", JWTAuthMiddlewareStack(ScopeEchoConsumer.as_asgi())),
             ]
         )

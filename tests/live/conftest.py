@@ -1,10 +1,13 @@
-"""Fixtures that start real ASGI servers (uvicorn, daphne) on 127.0.0.1 in subprocesses.
+"""Fixtures that start real ASGI servers on 127.0.0.1 in subprocesses.
 
-One SQLite database per session, migrated and populated by a subprocess that uses the
-servers' own settings module; then each server starts once, on a free port, with its stdout
-and stderr captured to a file. Readiness is a TCP connect poll, never a fixed sleep (both
-servers import the application, and so set Django up, before they bind). Servers are always
-terminated, including when a test or the start-up itself fails.
+The servers are those of :data:`tests.live.servers.SERVERS` (uvicorn, daphne, hypercorn,
+granian). One SQLite database per session, migrated and populated by a subprocess that uses
+the servers' own settings module; then each server starts once, on a free port, in a session
+of its own, with its stdout and stderr captured to a file. Readiness is a TCP connect poll,
+never a fixed sleep: every one of these servers imports the application, and so sets Django
+up, before its socket listens (hypercorn's and granian's main processes bind early, but the
+socket listens only once their worker has loaded the application). Servers, and any worker
+processes they spawned, are always terminated, including when a test or start-up fails.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from pathlib import Path
 import pytest
 
 from tests.live.server_settings import LIVE_DIR_ENV
+from tests.live.servers import DEFAULT_APPLICATION, SERVERS, server_command
 from tests.processes import ServerProcess, free_port, stop, wait_until_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-APPLICATION = "tests.live.asgi_app:application"
+APPLICATION = DEFAULT_APPLICATION
 
 _SETUP_DATABASE = """
 import json
@@ -61,14 +65,6 @@ def server_environment(live_dir: Path) -> dict[str, str]:
     }
 
 
-def server_command(name: str, port: int, application: str = APPLICATION) -> list[str]:
-    """The command line that starts server ``name`` serving ``application`` on ``port``."""
-    if name == "uvicorn":
-        host = ["--host", "127.0.0.1", "--port", str(port)]
-        return [sys.executable, "-m", "uvicorn", application, *host]
-    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), application]
-
-
 @contextmanager
 def running_server(
     name: str, live_dir: Path, application: str = APPLICATION
@@ -84,6 +80,8 @@ def running_server(
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            # Its own process group, so stop() also reaps workers (granian, hypercorn).
+            start_new_session=True,
         )
     try:
         wait_until_listening(process, port, log_path)
@@ -124,10 +122,10 @@ def live_users(live_dir: Path) -> LiveUsers:
     return prepare_database(live_dir)
 
 
-@pytest.fixture(scope="session", params=["uvicorn", "daphne"])
+@pytest.fixture(scope="session", params=SERVERS)
 def asgi_server(
     request: pytest.FixtureRequest, live_dir: Path, live_users: LiveUsers
 ) -> Iterator[LiveServer]:
-    """A running uvicorn or daphne serving ``tests.live.asgi_app``, started once per session."""
+    """Each server of :data:`SERVERS` serving ``tests.live.asgi_app``, once per session."""
     with running_server(request.param, live_dir) as server:
         yield server

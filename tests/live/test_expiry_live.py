@@ -1,4 +1,4 @@
-"""Open sockets on real servers: the expiry close and in-band refresh, on uvicorn and daphne.
+"""Open sockets on real servers: the expiry close and in-band refresh, on every server.
 
 The servers run ``tests.live.asgi_app_guard`` (a ``TokenRefreshMixin`` consumer) with the
 live settings and database of ``tests/live/conftest.py``. Each expiry is measured from the
@@ -25,6 +25,7 @@ from websockets.frames import Close
 from tests.conftest import claims_for, hs_token
 from tests.live.conftest import REPO_ROOT, LiveServer, LiveUsers, running_server, server_environment
 from tests.live.server_settings import SIGNING_KEY
+from tests.live.servers import SERVERS
 
 pytestmark = pytest.mark.live
 
@@ -49,11 +50,11 @@ print(user.pk)
 """
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "daphne"])
+@pytest.fixture(scope="module", params=SERVERS)
 def guard_server(
     request: pytest.FixtureRequest, live_dir: Path, live_users: LiveUsers
 ) -> Iterator[LiveServer]:
-    """uvicorn or daphne serving ``tests.live.asgi_app_guard``, started once per module."""
+    """Each server of ``SERVERS`` serving ``tests.live.asgi_app_guard``, once per module."""
     with running_server(request.param, live_dir, APPLICATION) as server:
         yield server
 

@@ -1,4 +1,4 @@
-"""Faults and the rate limit on real servers: uvicorn and daphne, driven by ``websockets``.
+"""Faults and the rate limit on real servers (every one of ``SERVERS``), driven by ``websockets``.
 
 The servers run ``tests.live.asgi_app_faults`` on a SQLite database of this module's own (a
 separate directory, migrated like the shared one), so moving that file away, which is what
@@ -31,7 +31,7 @@ from tests.live.conftest import (
     running_server,
 )
 from tests.live.server_settings import SIGNING_KEY
-from tests.live.test_live import BEHAVIOUR
+from tests.live.servers import BEHAVIOUR, SERVERS
 
 pytestmark = pytest.mark.live
 
@@ -41,12 +41,6 @@ MARKER = "access_token"
 TIMEOUT = 5.0
 #: How late after the route's ``AUTH_TIMEOUT_SECONDS`` the close may reach the client.
 MARGIN = 1.0
-#: What a refused upgrade of the deny route looks like when the address is limited: status
-#: and JSON body (daphne has no denial-response extension: a close before accept, so 403).
-LIMITED_DENIAL = {
-    "uvicorn": (429, {"code": 4429, "reason": "rate_limited"}),
-    "daphne": (403, None),
-}
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +55,11 @@ def fault_users(fault_dir: Path) -> LiveUsers:
     return prepare_database(fault_dir)
 
 
-@pytest.fixture(scope="module", params=["uvicorn", "daphne"])
+@pytest.fixture(scope="module", params=SERVERS)
 def fault_server(
     request: pytest.FixtureRequest, fault_dir: Path, fault_users: LiveUsers
 ) -> Iterator[LiveServer]:
-    """uvicorn or daphne serving ``tests.live.asgi_app_faults``, once per module."""
+    """Each server of ``SERVERS`` serving ``tests.live.asgi_app_faults``, once per module."""
     with running_server(request.param, fault_dir, APPLICATION) as server:
         yield server
 
@@ -290,6 +284,10 @@ async def test_deny_route_refuses_a_limited_address_with_http(
         fault_server, "/ws/limited-deny/", token_for(fault_users.active), address
     )
 
-    # A malformed token is refused with 401 where the server has the denial extension.
-    assert failures == [BEHAVIOUR[fault_server.name].deny_status] * RATE_COUNT
-    assert refusal == LIMITED_DENIAL[fault_server.name]
+    # Without the denial-response extension, every refusal is a close before accept: 403.
+    if BEHAVIOUR[fault_server.name].denial_response:
+        assert failures == [401] * RATE_COUNT
+        assert refusal == (429, {"code": 4429, "reason": "rate_limited"})
+    else:
+        assert failures == [403] * RATE_COUNT
+        assert refusal == (403, None)

@@ -1,8 +1,9 @@
-"""What real clients see from real servers: uvicorn and daphne, driven by ``websockets``.
+"""What real clients see from real servers, driven by ``websockets``.
 
-Each test runs against both servers (the ``asgi_server`` fixture is parametrized). Where the
-servers differ, :data:`BEHAVIOUR` records what each one does, and the tests assert exactly
-that, so a change on either side shows up here.
+Each test runs against every server of :data:`tests.live.servers.SERVERS` (the
+``asgi_server`` fixture is parametrized). Where the servers differ,
+:data:`~tests.live.servers.BEHAVIOUR` records what each one does, and the tests assert
+exactly that, so a change on either side shows up here (and ``docs/servers.md`` says the same).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,56 +21,22 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close
 
 from tests.conftest import claims_for, hs_token
-from tests.live.conftest import LiveServer, LiveUsers
+from tests.live.asgi_app import REVOKED_JTI_PREFIX
+from tests.live.conftest import LiveServer, LiveUsers, running_server
 from tests.live.server_settings import SIGNING_KEY
+from tests.live.servers import BEHAVIOUR, GRANIAN_DEFAULT_INTERFACE
 
 pytestmark = pytest.mark.live
 
 #: Seconds any single client step (handshake, frame, close, log line) may take.
 TIMEOUT = 5.0
 MARKER = "access_token"
+DENIAL_EXTENSION = "websocket.http.response"
 
 
-@dataclass(frozen=True)
-class ServerBehaviour:
-    """How one server treats what the middleware sends it."""
-
-    #: Whether close reasons reach the client (daphne sends the code alone).
-    passes_close_reasons: bool
-    #: The HTTP status of a ``REJECT_MODE="deny"`` refusal of an expired token.
-    deny_status: int
-    #: The ``WWW-Authenticate`` header of that refusal (``None``: absent).
-    deny_challenge: str | None
-    #: Its JSON body (``None``: no JSON body).
-    deny_body: dict[str, Any] | None
-    #: Whether the server logs the request's query string (and so a ``?token=``).
-    logs_query_string: bool
-
-
-BEHAVIOUR = {
-    # uvicorn has the ASGI denial-response extension and logs "WebSocket /path?query".
-    "uvicorn": ServerBehaviour(
-        passes_close_reasons=True,
-        deny_status=401,
-        deny_challenge='Bearer error="invalid_token"',
-        deny_body={"code": 4440, "reason": "token_expired"},
-        logs_query_string=True,
-    ),
-    # daphne drops close reasons, turns a close before accept into HTTP 403, and its access
-    # log shows the path only.
-    "daphne": ServerBehaviour(
-        passes_close_reasons=False,
-        deny_status=403,
-        deny_challenge=None,
-        deny_body=None,
-        logs_query_string=False,
-    ),
-}
-
-
-def token_for(user_id: int, **overrides: Any) -> str:
+def token_for(user_id: int, *, key: str = SIGNING_KEY, **overrides: Any) -> str:
     """An HS256 access token for ``user_id``, signed with the live servers' key."""
-    return hs_token(claims_for(user_id, **overrides), key=SIGNING_KEY)
+    return hs_token(claims_for(user_id, **overrides), key=key)
 
 
 def expired_token_for(user_id: int) -> str:
@@ -101,20 +68,34 @@ async def receive_json(ws: ClientConnection) -> Any:
     return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
 
 
+def handed_over(frame: dict[str, Any]) -> dict[str, Any]:
+    """The echo frame without what the server (not the middleware) put in the scope."""
+    return {
+        name: value
+        for name, value in frame.items()
+        if name not in {"extensions", "client_port_type"}
+    }
+
+
 async def closed_after_upgrade(
     server: LiveServer, path: str, subprotocols: list[str] | None = None
-) -> tuple[int, str | None, Close]:
-    """Complete the upgrade, then wait for the server's close: status, subprotocol, frame."""
+) -> tuple[int, list[str], Close]:
+    """Complete the upgrade, then wait for the server's close.
+
+    The upgrade's status, its ``Sec-WebSocket-Protocol`` response headers, and the close frame.
+    """
     async with open_connection(server, path, subprotocols) as ws:
         status = ws.response.status_code
-        selected = ws.subprotocol
+        selected = ws.response.headers.get_all("Sec-WebSocket-Protocol")
         with pytest.raises(ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), TIMEOUT)
     assert closed.value.rcvd is not None, "no close frame received"
     return status, selected, closed.value.rcvd
 
 
-async def refused_upgrade(server: LiveServer, path: str, subprotocols: list[str]) -> InvalidStatus:
+async def refused_upgrade(
+    server: LiveServer, path: str, subprotocols: list[str] | None = None
+) -> InvalidStatus:
     """The ``InvalidStatus`` raised when the server refuses the upgrade with HTTP."""
     with pytest.raises(InvalidStatus) as refused:
         async with open_connection(server, path, subprotocols):
@@ -134,6 +115,9 @@ async def log_containing(server: LiveServer, fragment: str) -> str:
         await asyncio.sleep(0.02)
 
 
+# The handshake that succeeds: the marker is echoed, the token reaches nobody.
+
+
 @pytest.mark.parametrize(
     ("offered_before", "app_sees"),
     [([], []), (["chat.v1"], ["chat.v1"])],
@@ -148,17 +132,33 @@ async def test_subprotocol_token_selects_marker_and_reaches_app_without_token(
     token = token_for(live_users.active)
 
     async with open_connection(asgi_server, "/ws/echo/", [*offered_before, MARKER, token]) as ws:
-        selected = ws.subprotocol
+        selected = ws.response.headers.get_all("Sec-WebSocket-Protocol")
         frame = await receive_json(ws)
 
-    assert selected == MARKER
-    assert frame == {
+    assert selected == [MARKER]
+    assert handed_over(frame) == {
         "user": {"pk": live_users.active, "username": "carol-live"},
         "source": "subprotocol",
         "subprotocols": app_sees,
         "query_string": "",
         "protocol_headers": [", ".join(app_sees)] if app_sees else [],
     }
+
+
+async def test_percent_encoded_subprotocol_reaches_app_as_the_server_decodes_it(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    token = token_for(live_users.active)
+
+    async with open_connection(asgi_server, "/ws/echo/", ["chat%2Cv1", MARKER, token]) as ws:
+        selected = ws.subprotocol
+        frame = await receive_json(ws)
+
+    decoded = BEHAVIOUR[asgi_server.name].decodes_subprotocols
+    assert selected == MARKER
+    assert frame["subprotocols"] == (["chat", "v1"] if decoded else ["chat%2Cv1"])
+    # The header keeps what the client sent (less the token) on every server.
+    assert frame["protocol_headers"] == ["chat%2Cv1"]
 
 
 async def test_query_token_accepted_and_removed_from_query_string(
@@ -171,7 +171,7 @@ async def test_query_token_accepted_and_removed_from_query_string(
         frame = await receive_json(ws)
 
     assert selected is None
-    assert frame == {
+    assert handed_over(frame) == {
         "user": {"pk": live_users.active, "username": "carol-live"},
         "source": "query",
         "subprotocols": [],
@@ -180,23 +180,56 @@ async def test_query_token_accepted_and_removed_from_query_string(
     }
 
 
+async def test_scope_extensions_offer_the_denial_response_where_the_server_has_it(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    async with open_connection(
+        asgi_server, "/ws/echo/", [MARKER, token_for(live_users.active)]
+    ) as ws:
+        frame = await receive_json(ws)
+
+    offered = DENIAL_EXTENSION in frame["extensions"]
+    assert offered is BEHAVIOUR[asgi_server.name].denial_response
+
+
+async def test_scope_client_port_has_the_servers_type(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    async with open_connection(
+        asgi_server, "/ws/echo/", [MARKER, token_for(live_users.active)]
+    ) as ws:
+        frame = await receive_json(ws)
+
+    assert frame["client_port_type"] == BEHAVIOUR[asgi_server.name].client_port_type.__name__
+
+
+# REJECT_MODE="close": every close code of the handshake reaches the client.
+
 REJECTIONS = [
     pytest.param("expired", 4440, "token_expired", id="expired-4440"),
     pytest.param("garbage", 4400, "token_malformed", id="garbage-4400"),
     pytest.param("missing", 4401, "token_missing", id="missing-4401"),
+    pytest.param("bad-signature", 4401, "token_invalid", id="bad-signature-4401"),
     pytest.param("inactive-user", 4403, "user_rejected", id="inactive-user-4403"),
+    pytest.param("revoked", 4441, "token_revoked", id="revoked-4441"),
 ]
 
 
 def offered_for(case: str, users: LiveUsers) -> list[str]:
     """The subprotocols a client offers in rejection ``case``."""
-    if case == "expired":
-        return [MARKER, expired_token_for(users.active)]
-    if case == "garbage":
-        return [MARKER, "not-a-jwt"]
-    if case == "inactive-user":
-        return [MARKER, token_for(users.inactive)]
-    return []
+    tokens = {
+        "expired": lambda: expired_token_for(users.active),
+        "garbage": lambda: "not-a-jwt",
+        "bad-signature": lambda: token_for(users.active, key=SIGNING_KEY[::-1]),
+        "inactive-user": lambda: token_for(users.inactive),
+        "revoked": lambda: token_for(users.active, jti=f"{REVOKED_JTI_PREFIX}{uuid.uuid4().hex}"),
+    }
+    return [MARKER, tokens[case]()] if case in tokens else []
+
+
+def route_for(case: str) -> str:
+    """The close-mode route of rejection ``case`` (only one route checks revocation)."""
+    return "/ws/revocable/" if case == "revoked" else "/ws/echo/"
 
 
 @pytest.mark.parametrize(("case", "code", "reason"), REJECTIONS)
@@ -205,10 +238,10 @@ async def test_rejection_completes_upgrade_then_closes_with_code(
 ) -> None:
     offered = offered_for(case, live_users)
 
-    status, selected, close = await closed_after_upgrade(asgi_server, "/ws/echo/", offered)
+    status, selected, close = await closed_after_upgrade(asgi_server, route_for(case), offered)
 
     assert status == 101
-    assert selected == (MARKER if offered else None)
+    assert selected == ([MARKER] if offered else [])
     assert close.code == code
 
 
@@ -218,10 +251,31 @@ async def test_rejection_close_reason_reaches_client_only_where_server_passes_it
 ) -> None:
     offered = offered_for(case, live_users)
 
-    _, _, close = await closed_after_upgrade(asgi_server, "/ws/echo/", offered)
+    _, _, close = await closed_after_upgrade(asgi_server, route_for(case), offered)
 
     expected = reason if BEHAVIOUR[asgi_server.name].passes_close_reasons else ""
     assert (close.code, close.reason) == (code, expected)
+
+
+async def test_close_before_accept_is_an_empty_http_403_on_every_server(
+    asgi_server: LiveServer,
+) -> None:
+    refused = await refused_upgrade(asgi_server, "/ws/refuse/", ["chat.v1"])
+
+    assert refused.response.status_code == 403
+    assert bytes(refused.response.body or b"") == b""
+
+
+# REJECT_MODE="deny": an HTTP refusal where the server has the denial-response extension.
+
+DENIALS = [
+    pytest.param(
+        "expired", 401, 'Bearer error="invalid_token"', 4440, "token_expired", id="expired-401"
+    ),
+    pytest.param("missing", 401, "Bearer", 4401, "token_missing", id="missing-401"),
+    pytest.param("inactive-user", 403, None, 4403, "user_rejected", id="inactive-user-403"),
+    pytest.param("lookup-down", 503, None, 4503, "auth_unavailable", id="lookup-down-503"),
+]
 
 
 async def test_deny_route_accepts_valid_token(
@@ -237,34 +291,71 @@ async def test_deny_route_accepts_valid_token(
     assert frame["user"] == {"pk": live_users.active, "username": "carol-live"}
 
 
-async def test_deny_route_refuses_expired_token_with_http_status(
+@pytest.mark.parametrize(("case", "status", "challenge", "code", "reason"), DENIALS)
+async def test_deny_route_refuses_with_http_status_challenge_and_json_body(
+    asgi_server: LiveServer,
+    live_users: LiveUsers,
+    case: str,
+    status: int,
+    challenge: str | None,
+    code: int,
+    reason: str,
+) -> None:
+    if case == "lookup-down":
+        route, offered = "/ws/deny-down/", [MARKER, token_for(live_users.active)]
+    else:
+        route, offered = "/ws/deny/", offered_for(case, live_users)
+
+    refused = await refused_upgrade(asgi_server, route, offered)
+
+    response = refused.response
+    is_json = response.headers.get("Content-Type") == "application/json"
+    seen = (
+        response.status_code,
+        response.headers.get("WWW-Authenticate"),
+        json.loads(response.body) if is_json else None,
+    )
+    if BEHAVIOUR[asgi_server.name].denial_response:
+        assert seen == (status, challenge, {"code": code, "reason": reason})
+    else:  # a close before accept: a bare 403, whatever the code
+        assert seen == (403, None, None)
+
+
+async def test_deny_response_carries_upgrade_headers_only_where_the_server_adds_them(
     asgi_server: LiveServer, live_users: LiveUsers
 ) -> None:
     refused = await refused_upgrade(
         asgi_server, "/ws/deny/", [MARKER, expired_token_for(live_users.active)]
     )
 
-    assert refused.response.status_code == BEHAVIOUR[asgi_server.name].deny_status
+    headers = refused.response.headers
+    upgrade_headers = {
+        "Upgrade": headers.get("Upgrade"),
+        "Connection": headers.get("Connection", "").lower() or None,
+        "Sec-WebSocket-Accept": "Sec-WebSocket-Accept" in headers,
+    }
+    if BEHAVIOUR[asgi_server.name].denial_keeps_upgrade_headers:
+        expected = {"Upgrade": "websocket", "Connection": "upgrade", "Sec-WebSocket-Accept": True}
+    else:
+        assert upgrade_headers["Connection"] in {None, "close"}
+        expected = {**upgrade_headers, "Upgrade": None, "Sec-WebSocket-Accept": False}
+    assert upgrade_headers == expected
 
 
-async def test_deny_route_challenge_header(asgi_server: LiveServer, live_users: LiveUsers) -> None:
-    refused = await refused_upgrade(
-        asgi_server, "/ws/deny/", [MARKER, expired_token_for(live_users.active)]
-    )
+async def test_granian_without_interface_asgi_refuses_every_handshake(
+    live_dir: Path, live_users: LiveUsers
+) -> None:
+    with running_server(GRANIAN_DEFAULT_INTERFACE, live_dir) as server:
+        token = token_for(live_users.active)
+        refused = await refused_upgrade(server, "/ws/echo/", [MARKER, token])
+        log = await log_containing(server, "TypeError")
 
-    challenge = refused.response.headers.get("WWW-Authenticate")
-    assert challenge == BEHAVIOUR[asgi_server.name].deny_challenge
+    assert refused.response.status_code == 403
+    # RSGI calls the application with (scope, protocol): ASGI's send is missing.
+    assert "missing 1 required positional argument: 'send'" in log
 
 
-async def test_deny_route_json_body(asgi_server: LiveServer, live_users: LiveUsers) -> None:
-    refused = await refused_upgrade(
-        asgi_server, "/ws/deny/", [MARKER, expired_token_for(live_users.active)]
-    )
-
-    response = refused.response
-    is_json = response.headers.get("Content-Type") == "application/json"
-    body = json.loads(response.body) if is_json else None
-    assert body == BEHAVIOUR[asgi_server.name].deny_body
+# What the servers log.
 
 
 @pytest.mark.parametrize("expired", [False, True], ids=["valid", "expired"])
@@ -281,9 +372,10 @@ async def test_subprotocol_token_never_in_server_log(
         token = token_for(live_users.active)
         async with open_connection(asgi_server, path, [MARKER, token]) as ws:
             await receive_json(ws)
-        log = await log_containing(asgi_server, path)
+        log = await log_containing(
+            asgi_server, BEHAVIOUR[asgi_server.name].handshake_log_line.format(path=path)
+        )
 
-    assert path in log
     assert token not in log
 
 
@@ -295,6 +387,38 @@ async def test_query_token_in_server_log_only_where_server_logs_query_strings(
     async with open_connection(asgi_server, f"{path}?token={token}") as ws:
         await receive_json(ws)
 
-    log = await log_containing(asgi_server, path)
+    log = await log_containing(
+        asgi_server, BEHAVIOUR[asgi_server.name].handshake_log_line.format(path=path)
+    )
 
     assert (token in log) is BEHAVIOUR[asgi_server.name].logs_query_string
+
+
+async def test_denial_is_logged_by_the_server_without_an_error(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    behaviour = BEHAVIOUR[asgi_server.name]
+    denied, after = tagged("deny"), tagged("echo")
+    await refused_upgrade(asgi_server, denied, [MARKER, expired_token_for(live_users.active)])
+    denial_line = behaviour.denial_log_line.format(path=denied)
+    await log_containing(asgi_server, denial_line)
+    # A connection served after the denial bounds what the server logged about it.
+    async with open_connection(asgi_server, after, [MARKER, token_for(live_users.active)]) as ws:
+        await receive_json(ws)
+    log = await log_containing(asgi_server, behaviour.handshake_log_line.format(path=after))
+
+    logged_meanwhile = log[log.index(denial_line) : log.index(after)]
+    assert "ERROR" not in logged_meanwhile
+    assert "Traceback" not in logged_meanwhile
+
+
+async def test_server_log_says_how_it_took_the_missing_lifespan_support(
+    asgi_server: LiveServer,
+) -> None:
+    # Channels' ProtocolTypeRouter has no "lifespan" entry: it raises for that scope type.
+    line = BEHAVIOUR[asgi_server.name].lifespan_log_line
+
+    if line is None:
+        assert "lifespan" not in asgi_server.log().lower()
+    else:
+        await log_containing(asgi_server, line)
