@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +13,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connection, connections
+
+from tests.postgres.server import (
+    PostgresNotInstalled,
+    PostgresServer,
+    find_bindir,
+    throwaway_postgres,
+)
 
 HS_KEY: str = settings.CHANNELS_JWT["SIGNING_KEY"]
 
@@ -169,3 +178,61 @@ def user(django_user_model: Any, transactional_db: None) -> Any:
 def inactive_user(django_user_model: Any, transactional_db: None) -> Any:
     """An inactive user."""
     return django_user_model.objects.create_user(username="bob", is_active=False)
+
+
+def user_pk_range() -> tuple[int, int]:
+    """The values the user table's primary key column holds on the test database.
+
+    Django answers a lookup outside this range with no rows and no query: on PostgreSQL,
+    ``auth_user.id`` is an ``integer`` (32 bits); on SQLite every integer is 64 bits.
+    """
+    internal_type = get_user_model()._meta.pk.get_internal_type()
+    low, high = connection.ops.integer_field_range(internal_type)
+    return low, high
+
+
+@pytest.fixture(scope="session")
+def suite_postgres() -> Iterator[PostgresServer | None]:
+    """With ``CHANNELS_JWT_TEST_DATABASE=postgresql``, the session's throwaway server.
+
+    ``None`` on SQLite. Started only when a test needs the database (pytest-django's
+    ``django_db_setup`` asks for it through ``django_db_modify_db_settings``), stopped and
+    deleted at the end of the session, after the test database has been dropped.
+    """
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        yield None
+        return
+    try:
+        find_bindir()
+    except PostgresNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    with throwaway_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings_parallel_suffix: None, suite_postgres: PostgresServer | None
+) -> None:
+    """Point the ``default`` database at the session's PostgreSQL server, if there is one.
+
+    pytest-django creates the test database right after this fixture. The settings dict is
+    changed in place: Django's connection handler holds the same dict.
+    """
+    if suite_postgres is not None:
+        settings.DATABASES["default"]["PORT"] = str(suite_postgres.port)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, suite_postgres: PostgresServer | None) -> Iterator[None]:
+    """pytest-django's test database, minus the connections other threads left open.
+
+    ``sync_to_async`` code (Django's async ORM, channels' database thread) leaves connections
+    open in worker threads that outlive every test; PostgreSQL refuses to drop a database
+    anyone is connected to, so those are cut before pytest-django drops it.
+    """
+    yield
+    if suite_postgres is not None:
+        connections.close_all()
+        # The test database's name, which Django put in the settings when it created it.
+        suite_postgres.terminate_backends(connection.settings_dict["NAME"])

@@ -1,10 +1,11 @@
 """Faults behind the handshake: lookups that hang, crash or lose their database; bad receivers.
 
 Each fault is injected into the real pipeline (real tokens, real ``database_user`` on the
-test database) and each test checks the same three promises: the client gets 4503
-``auth_unavailable`` in bounded time, the inner application never runs (no anonymous
-fallback either), and nothing the server logs carries the token or a traceback. A signal
-receiver that raises must leave the outcome of the handshake as it was.
+test database, whose server really stops when the suite runs on PostgreSQL), and each test
+checks the same three promises: the client gets 4503 ``auth_unavailable`` in bounded time, the
+inner application never runs (no anonymous fallback either), and nothing the server logs
+carries the token or a traceback. A signal receiver that raises must leave the outcome of the
+handshake as it was.
 """
 
 from __future__ import annotations
@@ -15,20 +16,22 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, connections
 from django.dispatch import Signal
 
 from channels_jwt import ChannelsJWTError, JWTAuthMiddleware
 from channels_jwt.signals import authenticated, authentication_failed
 from channels_jwt.users import token_user
 from tests.conftest import RecordingApp, claims_for, hs_token, websocket_scope
+from tests.postgres.server import PostgresServer
 
 # Every test may run code in channels' database thread, whose ``close_old_connections`` touches
 # the connection an earlier test opened there: database access must be allowed throughout.
@@ -147,20 +150,46 @@ class DatabaseOutage:
         connection.execute_wrappers.remove(self)
 
 
-@asynccontextmanager
-async def database_down() -> AsyncIterator[DatabaseOutage]:
-    """Every query fails while the block runs, in the thread where channels runs queries.
+@pytest.fixture
+def database_down(
+    suite_postgres: PostgresServer | None,
+) -> Iterator[Callable[[], AbstractAsyncContextManager[None]]]:
+    """A context manager under which the test database is down.
 
-    Django's connections are per thread, and ``database_sync_to_async`` runs every call in
-    one shared thread here (asgiref's thread-sensitive mode, no sync code above us), so the
-    wrapper is installed and removed through it too; ``queries`` shows it was reached.
+    On PostgreSQL (``CHANNELS_JWT_TEST_DATABASE=postgresql``) the session's server really
+    stops, and starts again on the same port with the same data when the block ends: a
+    lookup fails connecting. SQLite in memory has nothing to stop, so an execute wrapper
+    fails every query instead, in the thread where channels runs them (Django's connections
+    are per thread, and ``database_sync_to_async`` runs every call in one shared thread here:
+    asgiref's thread-sensitive mode, with no sync code above us).
     """
-    outage = DatabaseOutage()
-    await database_sync_to_async(outage.install)()
-    try:
-        yield outage
-    finally:
-        await database_sync_to_async(outage.remove)()
+
+    @asynccontextmanager
+    async def outage() -> AsyncIterator[None]:
+        if suite_postgres is None:
+            wrapper = DatabaseOutage()
+            await database_sync_to_async(wrapper.install)()
+            try:
+                yield
+            finally:
+                await database_sync_to_async(wrapper.remove)()
+            # The lookup ran into the outage, not around it.
+            assert wrapper.queries > 0
+            return
+        await asyncio.to_thread(suite_postgres.stop)
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(suite_postgres.start)
+            # Connections from before the restart are dead: drop those of the threads that
+            # outlive this test (channels' database thread closes its own after an error).
+            await sync_to_async(connections.close_all)()
+
+    yield outage
+    if suite_postgres is not None:
+        # And this thread's (the user fixtures used it; pytest-django flushes through it),
+        # which only a sync fixture can close: the test itself runs on an event loop.
+        connections.close_all()
 
 
 # Helpers.
@@ -460,20 +489,26 @@ async def test_raising_resolver_logs_a_warning_naming_the_error_not_its_text(
 
 @pytest.mark.parametrize("allow_anonymous", ANONYMOUS)
 async def test_database_outage_during_lookup_closes_4503(
-    allow_anonymous: bool, user: Any, inner: RecordingApp
+    allow_anonymous: bool,
+    user: Any,
+    inner: RecordingApp,
+    database_down: Callable[[], AbstractAsyncContextManager[None]],
 ) -> None:
     app = faulty(inner, ALLOW_ANONYMOUS=allow_anonymous)
 
-    async with database_down() as outage:
-        messages, _ = await handshake(app, [MARKER, token(user.pk)])
+    async with database_down():
+        messages, elapsed = await handshake(app, [MARKER, token(user.pk)])
 
-    assert outage.queries == 1
     assert messages == accepted_then(UNAVAILABLE)
+    assert elapsed < MARGIN  # a refused connection is answered at once, not at the timeout
     assert not inner.called
 
 
 async def test_database_outage_is_logged_as_a_warning_without_the_token(
-    user: Any, inner: RecordingApp, log: pytest.LogCaptureFixture
+    user: Any,
+    inner: RecordingApp,
+    log: pytest.LogCaptureFixture,
+    database_down: Callable[[], AbstractAsyncContextManager[None]],
 ) -> None:
     offered = token(user.pk)
     async with database_down():
@@ -486,7 +521,7 @@ async def test_database_outage_is_logged_as_a_warning_without_the_token(
 
 
 async def test_connections_succeed_again_once_the_database_is_back(
-    user: Any, inner: RecordingApp
+    user: Any, inner: RecordingApp, database_down: Callable[[], AbstractAsyncContextManager[None]]
 ) -> None:
     app = faulty(inner)
     async with database_down():

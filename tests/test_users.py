@@ -25,7 +25,7 @@ from channels_jwt.users import (
     database_user,
     token_user,
 )
-from tests.conftest import RecordingApp, claims_for, hs_token
+from tests.conftest import RecordingApp, claims_for, hs_token, user_pk_range
 
 User = get_user_model()
 
@@ -36,7 +36,13 @@ def configure(settings: Any, **keys: Any) -> None:
 
 
 def resolve(resolver: Any, claims: dict[str, Any]) -> Any:
-    """Run an async resolver from a sync test: its queries then run on this thread."""
+    """Run an async resolver from a sync test: its queries then run on this thread.
+
+    ``database_sync_to_async`` closes obsolete connections (``CONN_MAX_AGE=0``) around each
+    call, so a test whose lookup reaches the database needs ``transactional_db``: inside the
+    ``db`` fixture's transaction that close ends the test's own connection on PostgreSQL
+    (SQLite ignores closing an in-memory database, which hides it there).
+    """
     return async_to_sync(resolver)(claims, {"type": "websocket"})
 
 
@@ -64,6 +70,18 @@ def test_database_user_rejects_an_unknown_user(user: Any) -> None:
     with pytest.raises(UserRejected) as raised:
         resolve(database_user, {"user_id": str(user.pk + 1000)})
     assert str(raised.value) == "user not found or inactive"
+
+
+def test_database_user_rejects_an_id_beyond_the_pk_column_as_unknown(user: Any) -> None:
+    # canonical_user_id admits any 64-bit id. auth_user.id is a 32-bit ``integer`` column on
+    # PostgreSQL, and Django answers an id beyond it with no rows and no query (never a
+    # DataError, which would be 4503); SQLite's integers are all 64-bit, so it asks.
+    beyond = 2**31
+    _, high = user_pk_range()
+    assert (connection.vendor, high) in {("sqlite", 2**63 - 1), ("postgresql", 2**31 - 1)}
+    with CaptureQueriesContext(connection) as queries, pytest.raises(UserRejected):
+        resolve(database_user, {"user_id": str(beyond)})
+    assert len(queries) == (0 if beyond > high else 1)
 
 
 def test_database_user_rejects_a_bad_id_without_a_query(user: Any) -> None:
@@ -96,7 +114,7 @@ def test_database_user_by_a_custom_claim(user: Any, settings: Any) -> None:
     assert resolve(database_user, {"sub": str(user.pk)}) == user
 
 
-def test_database_user_rejects_a_non_unique_match(settings: Any, db: None) -> None:
+def test_database_user_rejects_a_non_unique_match(settings: Any, transactional_db: None) -> None:
     # A non-unique USER_ID_FIELD (a misconfiguration) must not pick one of the users.
     User.objects.create(username="sam1", first_name="Sam")
     User.objects.create(username="sam2", first_name="Sam")
@@ -105,7 +123,9 @@ def test_database_user_rejects_a_non_unique_match(settings: Any, db: None) -> No
         resolve(database_user, {"user_id": "Sam"})
 
 
-def test_database_user_by_a_non_unique_field_with_one_match(settings: Any, db: None) -> None:
+def test_database_user_by_a_non_unique_field_with_one_match(
+    settings: Any, transactional_db: None
+) -> None:
     sam = User.objects.create(username="sam1", first_name="Sam")
     configure(settings, USER_ID_FIELD="first_name")
     assert resolve(database_user, {"user_id": "Sam"}) == sam
