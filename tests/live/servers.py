@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from importlib.metadata import version
 
 #: Every server the live tests run, in the order the test ids show them.
 SERVERS = ("uvicorn", "daphne", "hypercorn", "granian")
@@ -71,6 +72,22 @@ class ServerBehaviour:
     #: What it logs at start-up about Channels' ``ProtocolTypeRouter``, which refuses the
     #: ASGI ``lifespan`` scope (``None``: it sends no lifespan scope, and logs nothing).
     lifespan_log_line: str | None
+    #: The ERROR line it logs after a denial response although the client got the right
+    #: status (a server bug), or ``None`` when it logs no error.
+    denial_error_line: str | None = None
+
+
+def _uvicorn_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in version("uvicorn").split(".")[:2])
+
+
+#: uvicorn 0.54 (the newest release for Python 3.10) logs an ERROR after every denial
+#: response with its default WebSocket implementation; 0.55 no longer does.
+_UVICORN_DENIAL_ERROR = (
+    "ERROR:    ASGI callable returned without completing handshake."
+    if _uvicorn_version() < (0, 55)
+    else None
+)
 
 
 BEHAVIOUR = {
@@ -85,6 +102,7 @@ BEHAVIOUR = {
         handshake_log_line='"WebSocket {path}',
         denial_log_line='"WebSocket {path}" 401',
         lifespan_log_line="INFO:     ASGI 'lifespan' protocol appears unsupported.",
+        denial_error_line=_UVICORN_DENIAL_ERROR,
     ),
     # daphne drops close reasons, has no denial-response extension (a close before accept is
     # its only refusal: HTTP 403), and its access log shows the path only.
