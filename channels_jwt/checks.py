@@ -22,7 +22,6 @@ from django.core.exceptions import FieldDoesNotExist
 from channels_jwt.conf import DEFAULTS, Settings
 from channels_jwt.conf import settings as project_settings
 from channels_jwt.exceptions import REASONS, CloseCode
-from channels_jwt.extract import SOURCES
 from channels_jwt.jwks import is_allowed_jwks_url
 from channels_jwt.keys import (
     HMAC_KEY_BYTES,
@@ -34,6 +33,7 @@ from channels_jwt.keys import (
     load_private_key,
 )
 from channels_jwt.ratelimit import parse_rate
+from channels_jwt.sources import SOURCES
 
 MAX_LEEWAY_SECONDS = 60
 MAX_JWKS_TIMEOUT = 30

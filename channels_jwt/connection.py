@@ -13,30 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from channels_jwt.exceptions import ChannelsJWTError, CloseCode, TokenInvalid
+from channels_jwt.handshake import close_code, naming_marker
 from channels_jwt.live import LiveSubscription
-from channels_jwt.rejection import close_code
-from channels_jwt.verify import read_only
+from channels_jwt.types import Message, Receive, Scope, Send, read_only
 
 if TYPE_CHECKING:
-    from channels_jwt.pipeline import Pipeline, Scope
+    from channels_jwt.pipeline import Pipeline
 
 logger = logging.getLogger("channels_jwt")
-
-Message = Mapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-
-
-def naming_marker(message: Message, marker: str | None) -> Message:
-    """``message`` with the marker as subprotocol, if it is an accept that names none."""
-    if marker and message["type"] == "websocket.accept" and not message.get("subprotocol"):
-        return {**message, "subprotocol": marker}
-    return message
 
 
 class JWTConnection:
@@ -83,6 +72,15 @@ class JWTConnection:
     def close_reason(self) -> str | None:
         """The reason the middleware closed the socket with, if it did."""
         return self._close_reason
+
+    def close_code_for(self, error: ChannelsJWTError) -> int:
+        """The code to close this connection with for ``error``, ``CLOSE_CODES`` applied.
+
+        For consumers that close the socket themselves after a failed :meth:`refresh`:
+        ``await self.close(code=self.scope["jwt"].close_code_for(exc))``.
+        """
+        overrides = self._guard.pipeline.close_codes if self._guard is not None else {}
+        return close_code(error.reason, error.close_code, overrides)
 
     async def refresh(self, token: str) -> None:
         """Replace the connection's token with ``token``, verified like the first one.

@@ -24,21 +24,6 @@ class CloseCode(IntEnum):
     AUTH_UNAVAILABLE = 4503
 
 
-#: Every reason string a connection can be closed with (the keys ``CLOSE_CODES`` accepts).
-REASONS = frozenset(
-    {
-        "token_malformed",
-        "token_missing",
-        "token_invalid",
-        "user_rejected",
-        "rate_limited",
-        "token_expired",
-        "token_revoked",
-        "auth_unavailable",
-    }
-)
-
-
 class ChannelsJWTError(Exception):
     """Root of every error raised by channels_jwt.
 
@@ -48,6 +33,8 @@ class ChannelsJWTError(Exception):
 
     close_code: CloseCode = CloseCode.AUTH_UNAVAILABLE
     reason: str = "auth_unavailable"
+    #: The status of a refusal in ``REJECT_MODE="deny"`` (an HTTP response to the upgrade).
+    http_status: int = 503
 
     def __init__(self, message: str = "") -> None:
         super().__init__(message or self.reason)
@@ -58,6 +45,7 @@ class AuthenticationFailed(ChannelsJWTError):
 
     close_code = CloseCode.UNAUTHENTICATED
     reason = "token_invalid"
+    http_status = 401
 
 
 class TokenMissing(AuthenticationFailed):
@@ -100,6 +88,7 @@ class UserRejected(AuthenticationFailed):
 
     close_code = CloseCode.USER_REJECTED
     reason = "user_rejected"
+    http_status = 403
 
 
 class RateLimited(AuthenticationFailed):
@@ -107,6 +96,7 @@ class RateLimited(AuthenticationFailed):
 
     close_code = CloseCode.RATE_LIMITED
     reason = "rate_limited"
+    http_status = 429
 
 
 class KeyUnavailable(ChannelsJWTError):
@@ -115,3 +105,13 @@ class KeyUnavailable(ChannelsJWTError):
 
 class ResolverError(ChannelsJWTError):
     """The user lookup failed for a reason other than the user (for example the DB is down)."""
+
+
+def _tree(root: type[ChannelsJWTError]) -> list[type[ChannelsJWTError]]:
+    return [root, *(cls for child in root.__subclasses__() for cls in _tree(child))]
+
+
+#: Every reason string a connection can be closed with (the keys ``CLOSE_CODES`` accepts).
+REASONS = frozenset(cls.reason for cls in _tree(ChannelsJWTError))
+#: The HTTP status that refuses an upgrade in ``REJECT_MODE="deny"``, by close code.
+HTTP_STATUS = {int(cls.close_code): cls.http_status for cls in _tree(ChannelsJWTError)}

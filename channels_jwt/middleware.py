@@ -8,7 +8,7 @@ connection, and the raw token never reaches it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -17,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from channels_jwt import signals
 from channels_jwt.conf import Settings, activate, deactivate
 from channels_jwt.conf import settings as project_settings
-from channels_jwt.connection import ConnectionGuard, JWTConnection, naming_marker
+from channels_jwt.connection import ConnectionGuard, JWTConnection
 from channels_jwt.exceptions import (
     AuthenticationFailed,
     ChannelsJWTError,
@@ -26,16 +26,13 @@ from channels_jwt.exceptions import (
     TokenMissing,
 )
 from channels_jwt.extract import Extraction, extract_token
+from channels_jwt.handshake import close_code, log_rejection, send_rejection, sending_marker
 from channels_jwt.pipeline import Pipeline
 from channels_jwt.ratelimit import FailureLimiter, client_address
-from channels_jwt.rejection import close_code, log_rejection, send_rejection
+from channels_jwt.types import ASGIApp, Receive, Scope, Send
 
 logger = logging.getLogger("channels_jwt")
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Mapping[str, Any]]]
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 _CREDENTIAL_HEADERS = frozenset({b"authorization", b"cookie", b"sec-websocket-protocol"})
 
 
@@ -107,7 +104,7 @@ class JWTAuthMiddleware:
         else:
             if guard is None:
                 marker = pipeline.extraction.subprotocol if extraction.marker_offered else None
-                return inner_scope, receive, _naming_marker(send, marker), None
+                return inner_scope, receive, sending_marker(send, marker), None
             connection = guard.connection
             await _send_signal(
                 signals.authenticated,
@@ -253,17 +250,6 @@ def _scrubbed(scope: Scope) -> Scope:
             if name.lower() not in _CREDENTIAL_HEADERS
         ],
     }
-
-
-def _naming_marker(send: Send, marker: str | None) -> Send:
-    """Wrap ``send`` so an accept without a subprotocol names the marker the client offered."""
-    if marker is None:
-        return send
-
-    async def send_naming_marker(message: Mapping[str, Any]) -> None:
-        await send(naming_marker(message, marker))
-
-    return send_naming_marker
 
 
 async def _send_signal(signal: Any, scope: Scope, **kwargs: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -21,14 +21,13 @@ from django.core.exceptions import ImproperlyConfigured
 from channels_jwt.checks import check_settings, serious
 from channels_jwt.conf import Settings
 from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
-from channels_jwt.extract import ExtractionRules
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.ratelimit import FailureLimiter, parse_rate
+from channels_jwt.sources import ExtractionRules
+from channels_jwt.types import Claims, Scope
 from channels_jwt.users import token_user
 from channels_jwt.verify import TokenVerifier
 
-Scope = MutableMapping[str, Any]
-Claims = Mapping[str, Any]
 T = TypeVar("T")
 
 
@@ -71,15 +70,7 @@ class Pipeline:
         stateless = resolver is token_user and revocation_check is None and rate is None
         may_wait = bool(settings.JWK_URL) or not stateless
         return cls(
-            extraction=ExtractionRules(
-                sources=settings.TOKEN_SOURCES,
-                subprotocol=settings.SUBPROTOCOL,
-                query_param=settings.QUERY_PARAM,
-                header_scheme=settings.HEADER_SCHEME,
-                cookie_name=settings.COOKIE_NAME,
-                max_token_bytes=settings.MAX_TOKEN_BYTES,
-                trusted_origin=is_trusted_origin,
-            ),
+            extraction=ExtractionRules.from_settings(settings, is_trusted_origin),
             verifier=TokenVerifier.from_settings(
                 settings, require_jti=revocation_check is not None or live_revocation
             ),

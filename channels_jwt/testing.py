@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, Literal
-from urllib.parse import quote
 
 from channels.testing import WebsocketCommunicator
 
 from channels_jwt.conf import active_settings
+from channels_jwt.origins import is_trusted_origin
+from channels_jwt.sources import BY_NAME, ExtractionRules
 from channels_jwt.tokens import issue_token
 
 Transport = Literal["subprotocol", "query", "header", "cookie"]
@@ -52,22 +53,11 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
             self._present(token, transport, origin)
 
     def _present(self, token: str, transport: str, origin: str) -> None:
-        settings = active_settings()
-        scope = self.scope
-        if transport == "subprotocol":
-            scope["subprotocols"] += [settings.SUBPROTOCOL, token]
-        elif transport == "query":
-            field = f"{settings.QUERY_PARAM}={quote(token)}".encode()
-            scope["query_string"] = b"&".join(filter(None, [scope["query_string"], field]))
-        elif transport == "header":
-            scope["headers"].append(
-                (b"authorization", f"{settings.HEADER_SCHEME} {token}".encode())
-            )
-        elif transport == "cookie":
-            scope["headers"].append((b"cookie", f"{settings.COOKIE_NAME}={token}".encode()))
-            scope["headers"].append((b"origin", origin.encode()))
-        else:
+        source = BY_NAME.get(transport)
+        if source is None:
             raise ValueError(f"unknown transport {transport!r}")
+        rules = ExtractionRules.from_settings(active_settings(), is_trusted_origin)
+        source.present(self.scope, token, rules, origin)
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
         """Connect; ``(True, subprotocol)`` if accepted, ``(False, close_code)`` if refused.

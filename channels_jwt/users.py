@@ -28,7 +28,7 @@ from django.db.models import Field
 
 from channels_jwt.conf import Settings, active_settings
 from channels_jwt.exceptions import TokenInvalid, UserRejected
-from channels_jwt.verify import read_only
+from channels_jwt.types import read_only
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser

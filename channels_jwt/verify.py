@@ -20,7 +20,6 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from sys import intern
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import jwt
@@ -272,17 +271,6 @@ class TokenVerifier:
             expires, issued = claims.get("exp"), claims.get("iat")
             if expires is None or issued is None or expires - issued > rules.max_lifetime:
                 raise TokenInvalid("token lifetime exceeds MAX_TOKEN_LIFETIME")
-
-
-def read_only(claims: Mapping[str, Any]) -> Mapping[str, Any]:
-    """A read-only view of ``claims``: a copy, unless it is already such a view.
-
-    The pipeline wraps the verifier's fresh dict once, so the user, ``scope["jwt"]`` and
-    the hooks share one view instead of each keeping a copy per connection.
-    """
-    if type(claims) is MappingProxyType:
-        return claims
-    return MappingProxyType(dict(claims))
 
 
 def _check_issuer(claims: Mapping[str, Any], issuer: str | list[str]) -> None:

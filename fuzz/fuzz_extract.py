@@ -26,8 +26,9 @@ import atheris
 
 with atheris.instrument_imports(include=["channels_jwt", "fuzz"]):
     from channels_jwt.exceptions import TokenMalformed
-    from channels_jwt.extract import Extraction, ExtractionRules, extract_token
+    from channels_jwt.extract import Extraction, extract_token
     from channels_jwt.origins import is_trusted_origin
+    from channels_jwt.sources import ExtractionRules
     from fuzz.formats import (
         FLAG_COOKIE_NAME,
         FLAG_OTHER_SCHEME,

@@ -935,6 +935,33 @@ async def test_mixin_closes_4400_for_a_token_that_is_not_a_string(
     assert await communicator.receive_output(TIMEOUT) == {"type": "websocket.close", "code": 4400}
 
 
+@pytest.mark.parametrize(
+    ("make_token", "reason"),
+    [
+        pytest.param(expired_token_for, "token_expired", id="expired"),
+        pytest.param(lambda: 5, "token_malformed", id="not-a-string"),
+    ],
+)
+async def test_mixin_applies_close_codes_overrides(
+    make_token: Callable[[], Any],
+    reason: str,
+    configure: Configure,
+    consumers: list[WebsocketCommunicator],
+) -> None:
+    configure(CLOSE_CODES={reason: 4001})
+    consumers.append(communicator := await open_consumer(token_for(1)))
+
+    await communicator.send_json_to({"type": "token.refresh", "token": make_token()})
+
+    assert await communicator.receive_output(TIMEOUT) == {"type": "websocket.close", "code": 4001}
+
+
+def test_close_code_for_an_unguarded_connection_is_the_default() -> None:
+    connection = JWTConnection({"exp": 1}, "query")
+
+    assert connection.close_code_for(TokenExpired()) == 4440
+
+
 async def test_mixin_closes_4400_on_an_anonymous_connection(
     configure: Configure, consumers: list[WebsocketCommunicator]
 ) -> None:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from channels_jwt.exceptions import TokenMalformed
-from channels_jwt.extract import Extraction, ExtractionRules, extract_token
+from channels_jwt.extract import Extraction, extract_token
+from channels_jwt.sources import ExtractionRules
 
 TOKEN = "header.payload.signature"
 OTHER = "other.token.value"

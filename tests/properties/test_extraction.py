@@ -29,14 +29,13 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from channels_jwt.exceptions import TokenMalformed
-from channels_jwt.extract import (
+from channels_jwt.extract import Extraction, extract_token
+from channels_jwt.sources import (
     MAX_QUERY_FIELDS,
     MAX_QUERY_STRING_BYTES,
     MAX_SUBPROTOCOLS,
     SOURCES,
-    Extraction,
     ExtractionRules,
-    extract_token,
 )
 from tests.properties.profiles import examples
 

@@ -1,5 +1,10 @@
-"""Tell the client why its connection was refused, and log it once.
+"""The one owner of the WebSocket protocol: accept (naming the marker), close, refuse.
 
+Every close the package sends takes its code from :func:`close_code`, so ``CLOSE_CODES``
+overrides apply alike at the handshake, on an open socket and in ``TokenRefreshMixin``; every
+accept goes through :func:`naming_marker`, so the marker a client offered is echoed.
+
+A refused connection is told why, and logged once.
 ``REJECT_MODE="close"`` completes the upgrade and closes at once with the code, which is the
 only way a browser ever sees a code. ``"deny"`` refuses the upgrade: with an HTTP 401/403/
 429/503 and a JSON body where the server offers the ASGI denial-response extension, otherwise
@@ -13,12 +18,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from channels_jwt.exceptions import ChannelsJWTError, TokenMissing
+from channels_jwt.exceptions import HTTP_STATUS, ChannelsJWTError, TokenMissing
+from channels_jwt.types import Message, Send
 
 logger = logging.getLogger("channels_jwt")
 
 MAX_REASON_BYTES = 123
-_HTTP_STATUS = {4403: 403, 4429: 429, 4503: 503}
 _DENIAL_EXTENSION = "websocket.http.response"
 #: Longest subprotocol echoed on a rejection when the client did not offer the marker.
 _MAX_ECHOED_SUBPROTOCOL = 64
@@ -30,6 +35,24 @@ def close_code(reason: str, code: int, overrides: Mapping[str, int]) -> int:
     Always a plain ``int``: daphne refuses anything else (an ``IntEnum`` included).
     """
     return int(overrides.get(reason, code))
+
+
+def naming_marker(message: Message, marker: str | None) -> Message:
+    """``message`` with the marker as subprotocol, if it is an accept that names none."""
+    if marker and message["type"] == "websocket.accept" and not message.get("subprotocol"):
+        return {**message, "subprotocol": marker}
+    return message
+
+
+def sending_marker(send: Send, marker: str | None) -> Send:
+    """Wrap ``send`` so an accept without a subprotocol names the marker the client offered."""
+    if marker is None:
+        return send
+
+    async def send_naming_marker(message: Message) -> None:
+        await send(naming_marker(message, marker))
+
+    return send_naming_marker
 
 
 def rejection_subprotocol(offered: Sequence[str], marker: str) -> str | None:
@@ -75,7 +98,7 @@ async def send_rejection(
 async def _send_denial_response(
     send: Any, failure: ChannelsJWTError, code: int, reason: str
 ) -> None:
-    status = _HTTP_STATUS.get(code, 401)
+    status = HTTP_STATUS.get(code, 401)
     body = json.dumps({"code": code, "reason": reason}).encode()
     headers = [
         (b"content-type", b"application/json"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from channels_jwt.exceptions import ChannelsJWTError, TokenExpired
-from channels_jwt.rejection import _truncated, close_code, rejection_subprotocol
+from channels_jwt.handshake import _truncated, close_code, rejection_subprotocol
 
 JWT_LIKE = "eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"
 

@@ -1,0 +1,279 @@
+"""Token sources: one object per place a client can put its token, behind one interface.
+
+A source *takes* its credential out of the credential-bearing parts of a WebSocket scope (the
+offered subprotocols, the query string, the headers), returning the token it found and the
+parts without it; and it *presents* a token the way a client would (``channels_jwt.testing``).
+Adding a source is one new class here and one entry in :data:`BY_NAME`.
+
+Pure functions of the scope: no Django, no I/O. Every limit is checked before any parsing
+work proportional to the input, so hostile handshakes cost almost nothing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from urllib.parse import quote, unquote_to_bytes
+
+from channels_jwt.exceptions import TokenMalformed
+from channels_jwt.types import Headers, Scope
+
+if TYPE_CHECKING:
+    from channels_jwt.conf import Settings
+
+MAX_SUBPROTOCOLS = 16
+MAX_QUERY_STRING_BYTES = 8192
+MAX_QUERY_FIELDS = 100
+
+
+@dataclass(frozen=True)
+class ExtractionRules:
+    """Where to look for a credential and what it may look like."""
+
+    sources: Sequence[str]
+    subprotocol: str
+    query_param: str
+    header_scheme: str
+    cookie_name: str | None
+    max_token_bytes: int
+    trusted_origin: Callable[[str | None], bool]
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, trusted_origin: Callable[[str | None], bool]
+    ) -> ExtractionRules:
+        """The rules ``settings`` give, with ``trusted_origin`` judging a cookie's page."""
+        return cls(
+            sources=settings.TOKEN_SOURCES,
+            subprotocol=settings.SUBPROTOCOL,
+            query_param=settings.QUERY_PARAM,
+            header_scheme=settings.HEADER_SCHEME,
+            cookie_name=settings.COOKIE_NAME,
+            max_token_bytes=settings.MAX_TOKEN_BYTES,
+            trusted_origin=trusted_origin,
+        )
+
+
+class CredentialParts(NamedTuple):
+    """The parts of a WebSocket scope that can carry a credential."""
+
+    subprotocols: list[str]
+    query_string: bytes
+    headers: Headers
+
+    @classmethod
+    def of(cls, scope: Mapping[str, Any]) -> CredentialParts:
+        """The parts of ``scope`` (copied: sources never change the scope they read)."""
+        return cls(
+            list(scope.get("subprotocols") or ()),
+            scope.get("query_string") or b"",
+            list(scope.get("headers") or ()),
+        )
+
+
+class TokenSource(ABC):
+    """One place a token can be: its name in ``TOKEN_SOURCES`` and how to take it out."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def take(
+        self, parts: CredentialParts, rules: ExtractionRules
+    ) -> tuple[str | None, CredentialParts]:
+        """The token this source holds (``None`` or ``""`` if none) and ``parts`` without it.
+
+        Raises :class:`TokenMalformed` for an ambiguous, oversized or non-ASCII credential.
+        """
+
+    @abstractmethod
+    def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
+        """Put ``token`` into ``scope`` where a client using this source would send it."""
+
+
+def checked(token: str, rules: ExtractionRules) -> str:
+    """``token`` if it is ASCII and within ``MAX_TOKEN_BYTES``."""
+    if len(token) > rules.max_token_bytes:
+        raise TokenMalformed("token larger than MAX_TOKEN_BYTES")
+    if not token.isascii():
+        raise TokenMalformed("token is not ASCII")
+    return token
+
+
+class SubprotocolSource(TokenSource):
+    """``Sec-WebSocket-Protocol: <marker>, <token>``: the entry after the marker."""
+
+    name = "subprotocol"
+
+    def take(
+        self, parts: CredentialParts, rules: ExtractionRules
+    ) -> tuple[str | None, CredentialParts]:
+        subprotocols = parts.subprotocols
+        if len(subprotocols) > MAX_SUBPROTOCOLS:
+            raise TokenMalformed("too many subprotocols offered")
+        if rules.subprotocol not in subprotocols:
+            headers = _without_subprotocol_header(parts.headers, rules.subprotocol, None)
+            return None, CredentialParts(subprotocols, parts.query_string, headers)
+        if len(set(subprotocols)) != len(subprotocols):
+            raise TokenMalformed("a subprotocol offered more than once")
+        marker_at = subprotocols.index(rules.subprotocol)
+        token = subprotocols[marker_at + 1] if marker_at + 1 < len(subprotocols) else ""
+        remaining = subprotocols[:marker_at] + subprotocols[marker_at + 2 :]
+        token = checked(token, rules)
+        headers = _without_subprotocol_header(parts.headers, rules.subprotocol, token)
+        return token, CredentialParts(remaining, parts.query_string, headers)
+
+    def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
+        scope["subprotocols"] += [rules.subprotocol, token]
+
+
+def _without_subprotocol_header(headers: Headers, marker: str, token: str | None) -> Headers:
+    dropped = {marker, token} if token else {marker}
+    rewritten: Headers = []
+    for name, value in headers:
+        if name.lower() == b"sec-websocket-protocol":
+            kept = [
+                entry
+                for entry in (part.strip() for part in value.decode("latin-1").split(","))
+                if entry and entry not in dropped
+            ]
+            if not kept:
+                continue
+            value = ", ".join(kept).encode("latin-1")
+        rewritten.append((name, value))
+    return rewritten
+
+
+class QuerySource(TokenSource):
+    """``?<QUERY_PARAM>=<token>`` in the query string (form-encoded, exactly once)."""
+
+    name = "query"
+
+    def take(
+        self, parts: CredentialParts, rules: ExtractionRules
+    ) -> tuple[str | None, CredentialParts]:
+        query_string = parts.query_string
+        if len(query_string) > MAX_QUERY_STRING_BYTES:
+            raise TokenMalformed("query string larger than 8 KiB")
+        if not query_string:
+            return None, parts
+        fields = query_string.split(b"&")
+        if len(fields) > MAX_QUERY_FIELDS:
+            raise TokenMalformed("too many query string fields")
+        wanted = rules.query_param.encode()
+        values: list[bytes] = []
+        kept: list[bytes] = []
+        for field in fields:
+            name, _, value = field.partition(b"=")
+            if _form_decode(name) == wanted:
+                values.append(value)
+            else:
+                kept.append(field)
+        if not values:
+            return None, parts
+        if len(values) > 1:
+            raise TokenMalformed("token query parameter repeated")
+        decoded = _form_decode(values[0])
+        try:
+            token = decoded.decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenMalformed("token query parameter is not ASCII") from None
+        return checked(token, rules), CredentialParts(
+            parts.subprotocols, b"&".join(kept), parts.headers
+        )
+
+    def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
+        field = f"{rules.query_param}={quote(token)}".encode()
+        scope["query_string"] = b"&".join(filter(None, [scope["query_string"], field]))
+
+
+def _form_decode(value: bytes) -> bytes:
+    """Decode one ``application/x-www-form-urlencoded`` name or value, exactly once."""
+    return unquote_to_bytes(value.replace(b"+", b" "))
+
+
+class HeaderSource(TokenSource):
+    """``Authorization: <HEADER_SCHEME> <token>``."""
+
+    name = "header"
+
+    def take(
+        self, parts: CredentialParts, rules: ExtractionRules
+    ) -> tuple[str | None, CredentialParts]:
+        scheme = rules.header_scheme.lower()
+        tokens: list[str] = []
+        kept: Headers = []
+        for name, value in parts.headers:
+            if name.lower() == b"authorization":
+                given_scheme, _, credential = value.decode("latin-1").partition(" ")
+                if given_scheme.lower() == scheme:
+                    tokens.append(credential.strip(" "))
+                    continue
+            kept.append((name, value))
+        if not tokens:
+            return None, parts
+        if len(tokens) > 1:
+            raise TokenMalformed("more than one Authorization header")
+        return checked(tokens[0], rules), CredentialParts(
+            parts.subprotocols, parts.query_string, kept
+        )
+
+    def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
+        scope["headers"].append((b"authorization", f"{rules.header_scheme} {token}".encode()))
+
+
+class CookieSource(TokenSource):
+    """The ``COOKIE_NAME`` cookie, counted only when the page's ``Origin`` is trusted."""
+
+    name = "cookie"
+
+    def take(
+        self, parts: CredentialParts, rules: ExtractionRules
+    ) -> tuple[str | None, CredentialParts]:
+        name_wanted = rules.cookie_name
+        if not name_wanted:
+            return None, parts
+        values: list[str] = []
+        kept: Headers = []
+        for name, value in parts.headers:
+            if name.lower() != b"cookie":
+                kept.append((name, value))
+                continue
+            remaining = []
+            for pair in value.decode("latin-1").split(";"):
+                cookie_name, _, cookie_value = pair.strip().partition("=")
+                if cookie_name == name_wanted:
+                    values.append(cookie_value.strip().strip('"'))
+                elif pair.strip():
+                    remaining.append(pair.strip())
+            if remaining:
+                kept.append((name, "; ".join(remaining).encode("latin-1")))
+        if not values:
+            return None, parts
+        without = CredentialParts(parts.subprotocols, parts.query_string, kept)
+        if not rules.trusted_origin(_origin(parts.headers)):
+            return None, without
+        if len(values) > 1:
+            raise TokenMalformed("token cookie repeated")
+        return checked(values[0], rules), without
+
+    def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
+        scope["headers"].append((b"cookie", f"{rules.cookie_name}={token}".encode()))
+        scope["headers"].append((b"origin", origin.encode()))
+
+
+def _origin(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name.lower() == b"origin":
+            return value.decode("latin-1")
+    return None
+
+
+#: Every source by its ``TOKEN_SOURCES`` name.
+BY_NAME: Mapping[str, TokenSource] = {
+    source.name: source
+    for source in (SubprotocolSource(), QuerySource(), HeaderSource(), CookieSource())
+}
+#: The names ``TOKEN_SOURCES`` accepts.
+SOURCES = tuple(BY_NAME)
