@@ -73,11 +73,12 @@ fuzz: install
 stress: install
 	$(BIN)/python -m pytest -m stress tests/stress -p no:cacheprovider -s $(PYTEST_ARGS)
 
-## lint: ruff (lint + format check) and mypy --strict
+## lint: ruff (lint + format check), mypy --strict, import-linter (layers point down)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## dist: sdist and wheel in dist/, checked with twine check --strict
 dist: install
