@@ -10,17 +10,18 @@ DEMO_STAMP := $(VENV)/.installed-example-$(CHECKSUM)
 
 .PHONY: install test test-fast lint format clean demo bench docs dist smoke fuzz stress
 
-# pip 25.1 is the first to read dependency groups (--group).
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
 
+# pip 25.1 is the first to read dependency groups (--group).
 $(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
 	$(BIN)/python -m pip install --quiet -e . --group dev
 	rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-example-*
 	touch $@ $(DEMO_STAMP)
 
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade 'pip>=25.1'
 	$(BIN)/python -m pip install --quiet -e . --group example
 	rm -f $(VENV)/.installed-example-*
 	touch $@
