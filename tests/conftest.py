@@ -3,66 +3,32 @@
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from django.conf import settings
-from django.contrib.auth import get_user_model
+from django.conf import settings as django_settings
 from django.db import connection, connections
 
+from tests.harness import (
+    Configure,
+    Keys,
+    RecordingApp,
+    Sockets,
+)
+from tests.jwks_server import (
+    JWKSServer,
+    running_jwks_server,
+)
 from tests.postgres.server import (
     PostgresNotInstalled,
     PostgresServer,
     find_bindir,
     throwaway_postgres,
 )
-
-HS_KEY: str = settings.CHANNELS_JWT["SIGNING_KEY"]
-
-
-def public_pem(private_key: Any) -> str:
-    """The PEM (SubjectPublicKeyInfo) text of a private key's public half."""
-    return (
-        private_key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
-def private_pem(private_key: Any) -> str:
-    """The unencrypted PKCS#8 PEM text of a private key."""
-    return private_key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-@dataclass(frozen=True)
-class Keys:
-    """Asymmetric test keys, generated once per test session."""
-
-    rsa: rsa.RSAPrivateKey
-    rsa_other: rsa.RSAPrivateKey
-    rsa_small: rsa.RSAPrivateKey
-    p256: ec.EllipticCurvePrivateKey
-    p384: ec.EllipticCurvePrivateKey
-    p521: ec.EllipticCurvePrivateKey
-    ed25519: ed25519.Ed25519PrivateKey
-
-    def for_algorithm(self, algorithm: str) -> Any:
-        """The private key that signs ``algorithm`` tokens."""
-        if algorithm[:2] in ("RS", "PS"):
-            return self.rsa
-        return {"ES256": self.p256, "ES384": self.p384, "ES512": self.p521}.get(
-            algorithm, self.ed25519
-        )
+from tests.processes import free_port
 
 
 @pytest.fixture(scope="session")
@@ -77,89 +43,6 @@ def keys() -> Keys:
         p521=ec.generate_private_key(ec.SECP521R1()),
         ed25519=ed25519.Ed25519PrivateKey.generate(),
     )
-
-
-def claims_for(user_id: Any = "1", **overrides: Any) -> dict[str, Any]:
-    """Valid access-token claims (simplejwt's shape); an override of ``...`` drops a claim."""
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "token_type": "access",
-        "exp": now + 300,
-        "iat": now,
-        "jti": uuid.uuid4().hex,
-        "user_id": str(user_id),
-    }
-    claims.update(overrides)
-    return {name: value for name, value in claims.items() if value is not ...}
-
-
-def hs_token(claims: dict[str, Any], *, key: str = HS_KEY, headers: Any = None) -> str:
-    """An HS256 token signed with the test settings' SIGNING_KEY."""
-    return jwt.encode(claims, key, algorithm="HS256", headers=headers)
-
-
-def websocket_scope(
-    path: str = "/ws/chat/",
-    *,
-    query_string: bytes = b"",
-    subprotocols: Any = (),
-    headers: Any = (),
-    **extra: Any,
-) -> dict[str, Any]:
-    """A WebSocket scope as uvicorn builds it; offered subprotocols also appear as a header.
-
-    Everything is passed through as given, so tests can inject raw bytes and odd strings.
-    """
-    offered = list(subprotocols)
-    all_headers = [(b"host", b"testserver"), *headers]
-    if offered:
-        joined = ", ".join(offered).encode("utf-8", "surrogatepass")
-        all_headers.append((b"sec-websocket-protocol", joined))
-    return {
-        "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "scheme": "ws",
-        "server": ("127.0.0.1", 8000),
-        "client": ("127.0.0.1", 5000),
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query_string,
-        "headers": all_headers,
-        "subprotocols": offered,
-        **extra,
-    }
-
-
-@dataclass
-class RecordingApp:
-    """An inner ASGI app that records each scope, accepts, and echoes frames back."""
-
-    accept: bool = True
-    subprotocol: str | None = None
-    scopes: list[dict[str, Any]] = field(default_factory=list)
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Any) -> None:
-        self.scopes.append(scope)
-        if scope["type"] != "websocket":
-            return
-        message = await receive()
-        assert message["type"] == "websocket.connect"
-        if not self.accept:
-            await send({"type": "websocket.close", "code": 4000})
-            return
-        await send({"type": "websocket.accept", "subprotocol": self.subprotocol})
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            await send({"type": "websocket.send", "text": message.get("text") or "bytes"})
-
-    @property
-    def called(self) -> bool:
-        """Whether the app ran at all."""
-        return bool(self.scopes)
 
 
 @pytest.fixture
@@ -178,17 +61,6 @@ def user(django_user_model: Any, transactional_db: None) -> Any:
 def inactive_user(django_user_model: Any, transactional_db: None) -> Any:
     """An inactive user."""
     return django_user_model.objects.create_user(username="bob", is_active=False)
-
-
-def user_pk_range() -> tuple[int, int]:
-    """The values the user table's primary key column holds on the test database.
-
-    Django answers a lookup outside this range with no rows and no query: on PostgreSQL,
-    ``auth_user.id`` is an ``integer`` (32 bits); on SQLite every integer is 64 bits.
-    """
-    internal_type = get_user_model()._meta.pk.get_internal_type()
-    low, high = connection.ops.integer_field_range(internal_type)
-    return low, high
 
 
 @pytest.fixture(scope="session")
@@ -236,3 +108,48 @@ def django_db_setup(django_db_setup: None, suite_postgres: PostgresServer | None
         connections.close_all()
         # The test database's name, which Django put in the settings when it created it.
         suite_postgres.terminate_backends(connection.settings_dict["NAME"])
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[Sockets]:
+    """Connections opened by a test; any still running are hung up afterwards."""
+    opened = Sockets()
+    yield opened
+    await opened.hang_up_all()
+
+
+@pytest.fixture
+def configure(settings: Any) -> Configure:
+    """Set ``CHANNELS_JWT`` (the suite's key, stateless users, plus ``keys``).
+
+    Every test also gets a fresh in-memory channel layer, a fresh local-memory default cache,
+    and an ``unreachable`` cache alias: Django's Redis cache on a closed loopback port.
+    """
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"channels-jwt-tests-{time.monotonic_ns()}",
+        },
+        "unreachable": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{free_port()}/0",
+        },
+    }
+
+    def configure(**keys: Any) -> None:
+        settings.CHANNELS_JWT = {
+            **django_settings.CHANNELS_JWT,
+            "USER_RESOLVER": "channels_jwt.users.token_user",
+            **keys,
+        }
+
+    configure()
+    return configure
+
+
+@pytest.fixture
+def jwks_server() -> Iterator[JWKSServer]:
+    """A JWKS endpoint on 127.0.0.1 serving an empty key set until the test publishes keys."""
+    with running_jwks_server() as server:
+        yield server

@@ -11,18 +11,26 @@ middleware and times it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import jwt
 from channels.testing import WebsocketCommunicator
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+from channels_jwt import JWTAuthMiddleware
+from channels_jwt.jwks import JWKSKeys
+from channels_jwt.pipeline import Pipeline
+from tests.harness import RecordingApp
 
 JWKS_PATH = "/.well-known/jwks.json"
 ISSUER = "https://idp.example.com/"
@@ -252,3 +260,66 @@ async def handshake(app: Any, token: str, *, timeout: float = 5.0) -> Outcome:
     assert message == {"type": "websocket.send", "text": "ping"}
     await communicator.disconnect()
     return Outcome(None, "", seconds)
+
+
+def idp_token(private_key: Any, kid: str | None, *, alg: str = "RS256", **claims: Any) -> str:
+    """A token the identity provider signed with ``private_key`` (``kid`` header if given)."""
+    headers = {} if kid is None else {"kid": kid}
+    return jwt.encode(idp_claims(**claims), private_key, algorithm=alg, headers=headers)
+
+
+def idp_app(url: str, inner: RecordingApp | None = None, **extra: Any) -> JWTAuthMiddleware:
+    return JWTAuthMiddleware(inner or RecordingApp(), settings=idp_settings(url, **extra))
+
+
+def jwks_of(app: JWTAuthMiddleware) -> JWKSKeys:
+    """The ``JWKSKeys`` the middleware verifies with (built on first use, then cached)."""
+    jwks = Pipeline.for_settings(app.settings).verifier.rules.jwks
+    assert jwks is not None
+    return jwks
+
+
+def keys_for(private_keys: list[Any]) -> list[bytes]:
+    """DER forms of public keys, to compare what ``candidates`` returns."""
+    return [der(key.public_key()) for key in private_keys]
+
+
+def der(public_key: Any) -> bytes:
+    return bytes(
+        public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> bool:
+    """Poll an async condition until it holds (or ``timeout``); return its last value."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def wait_for_requests(server: JWKSServer, count: int) -> int:
+    """Wait, off the event loop, until ``server`` received ``count`` requests."""
+    return await asyncio.to_thread(server.wait_for_requests, count)
+
+
+def outage(server: JWKSServer, mode: str) -> None:
+    if mode == "stopped":
+        server.stop()
+    elif mode == "http-500":
+        server.status = 500
+    else:
+        server.document = "down for maintenance"
+
+
+def recover(server: JWKSServer, mode: str) -> None:
+    if mode == "stopped":
+        server.start()
+    server.status = 200
+
+
+OUTAGES = ["stopped", "http-500", "not-a-json-object"]

@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -33,7 +34,7 @@ import channels_jwt
 from channels_jwt import checks
 from channels_jwt.conf import DEFAULTS
 from channels_jwt.exceptions import REASONS, CloseCode
-from tests.conftest import claims_for, hs_token
+from tests import harness
 from tests.live.conftest import (
     LiveServer,
     LiveUsers,
@@ -42,6 +43,9 @@ from tests.live.conftest import (
 )
 from tests.live.server_settings import SIGNING_KEY
 from tests.processes import free_port, stop, wait_until_listening
+
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs"
@@ -192,12 +196,6 @@ def uvicorn_server(live_dir: Path, live_users: LiveUsers) -> Iterator[LiveServer
     """uvicorn serving ``tests.live.asgi_app``: ``/ws/echo/`` closes, ``/ws/deny/`` denies."""
     with running_server("uvicorn", live_dir) as server:
         yield server
-
-
-def token_for(user_id: int, *, key: str = SIGNING_KEY, lifetime: int = 300) -> str:
-    """An access token for ``user_id`` from the live servers' key, ``lifetime`` seconds long."""
-    now = int(time.time())
-    return hs_token(claims_for(user_id, iat=now, exp=now + lifetime), key=key)
 
 
 @pytest.mark.live

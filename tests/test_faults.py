@@ -16,12 +16,11 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.db import OperationalError, connection, connections
@@ -30,7 +29,22 @@ from django.dispatch import Signal
 from channels_jwt import ChannelsJWTError, JWTAuthMiddleware
 from channels_jwt.signals import authenticated, authentication_failed
 from channels_jwt.users import token_user
-from tests.conftest import RecordingApp, claims_for, hs_token, websocket_scope
+from tests.harness import (
+    MARKER,
+    RecordingApp,
+    channels_jwt_records,
+    claims_for,
+    connected,
+    expired_token_for,
+    finding_nobody,
+    hs_token,
+    never_revoked,
+    receiving,
+    timed_handshake,
+    token_for,
+    warnings_of,
+    websocket_scope,
+)
 from tests.postgres.server import PostgresServer
 
 # Every test may run code in channels' database thread, whose ``close_old_connections`` touches
@@ -38,8 +52,6 @@ from tests.postgres.server import PostgresServer
 pytestmark = pytest.mark.django_db(transaction=True)
 
 PATH = "/ws/faults/"
-MARKER = "access_token"
-LOGGER = "channels_jwt"
 #: The ``AUTH_TIMEOUT_SECONDS`` of these tests: short, so a hang costs the suite little.
 AUTH_TIMEOUT = 0.3
 #: How late after ``AUTH_TIMEOUT`` the close may come: a few loop and thread hand-offs take
@@ -99,10 +111,6 @@ class SlowStep:
         return await self.result(*args)
 
 
-async def not_revoked(claims: Any) -> bool:
-    return False
-
-
 class HangOnFlag:
     """``token_user``, except that it hangs for tokens carrying a ``hang`` claim."""
 
@@ -127,10 +135,6 @@ def raising_sync(error: Exception) -> Callable[..., Any]:
         raise error
 
     return resolver
-
-
-async def finding_nobody(claims: Any, scope: Any) -> Any:
-    return None
 
 
 class DatabaseOutage:
@@ -195,38 +199,13 @@ def database_down(
 # Helpers.
 
 
-def token(user_id: Any = 1, **claims: Any) -> str:
-    return hs_token(claims_for(user_id, **claims))
-
-
 def faulty(inner: Any, **settings: Any) -> JWTAuthMiddleware:
     """The middleware with a short ``AUTH_TIMEOUT_SECONDS`` and ``settings``."""
     return JWTAuthMiddleware(inner, settings={"AUTH_TIMEOUT_SECONDS": AUTH_TIMEOUT, **settings})
 
 
-async def handshake(app: Any, offered: list[str]) -> tuple[list[dict[str, Any]], float]:
-    """Send ``websocket.connect``; what the app sends up to its close, and how long it took.
-
-    ``ApplicationCommunicator.wait`` re-raises whatever escaped the application, so an
-    exception leaking out of the middleware fails the test here.
-    """
-    communicator = ApplicationCommunicator(app, websocket_scope(PATH, subprotocols=offered))
-    started = time.monotonic()
-    await communicator.send_input({"type": "websocket.connect"})
-    messages = [await communicator.receive_output(STEP_TIMEOUT)]
-    while messages[-1]["type"] == "websocket.accept":
-        messages.append(await communicator.receive_output(STEP_TIMEOUT))
-    elapsed = time.monotonic() - started
-    await communicator.wait(STEP_TIMEOUT)
-    return messages, elapsed
-
-
 def accepted_then(close: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"type": "websocket.accept", "subprotocol": MARKER}, close]
-
-
-def channels_jwt_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [record for record in caplog.records if record.name == LOGGER]
 
 
 def assert_clean_log(caplog: pytest.LogCaptureFixture, secret: str) -> None:
@@ -236,14 +215,6 @@ def assert_clean_log(caplog: pytest.LogCaptureFixture, secret: str) -> None:
     """
     assert secret not in caplog.text
     assert all(record.exc_info is None for record in channels_jwt_records(caplog))
-
-
-def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        record.getMessage()
-        for record in channels_jwt_records(caplog)
-        if record.levelno == logging.WARNING
-    ]
 
 
 @pytest.fixture
@@ -258,7 +229,7 @@ def blocking_resolver() -> Iterator[BlockingResolver]:
 
 @pytest.fixture
 def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
-    """``caplog`` recording everything from INFO up."""
+    """``caplog`` receiving everything from INFO up."""
     caplog.set_level(logging.INFO)
     return caplog
 
@@ -279,7 +250,9 @@ async def test_hanging_step_closes_4503_once_the_timeout_passes(
     step = HangingStep()
     app = faulty(inner, **{setting: step, **others})
 
-    messages, elapsed = await handshake(app, [MARKER, token()])
+    messages, elapsed = await timed_handshake(
+        app, websocket_scope(PATH, subprotocols=[MARKER, token_for()]), timeout=STEP_TIMEOUT
+    )
 
     assert messages == accepted_then(UNAVAILABLE)
     # Not before the timeout (the step really hung), and not much after it.
@@ -292,8 +265,12 @@ async def test_hanging_step_closes_4503_once_the_timeout_passes(
 async def test_hanging_step_logs_one_warning_without_the_token(
     setting: str, others: dict[str, Any], inner: RecordingApp, log: pytest.LogCaptureFixture
 ) -> None:
-    offered = token()
-    await handshake(faulty(inner, **{setting: HangingStep(), **others}), [MARKER, offered])
+    offered = token_for()
+    await timed_handshake(
+        faulty(inner, **{setting: HangingStep(), **others}),
+        websocket_scope(PATH, subprotocols=[MARKER, offered]),
+        timeout=STEP_TIMEOUT,
+    )
 
     assert warnings_of(log) == [
         f"WebSocket authentication unavailable: authentication took over {AUTH_TIMEOUT:g} s"
@@ -306,7 +283,9 @@ async def test_hanging_lookup_still_closes_4503_when_anonymous_is_allowed(
 ) -> None:
     app = faulty(inner, USER_RESOLVER=HangingStep(), ALLOW_ANONYMOUS=True)
 
-    messages, _ = await handshake(app, [MARKER, token()])
+    messages, _ = await timed_handshake(
+        app, websocket_scope(PATH, subprotocols=[MARKER, token_for()]), timeout=STEP_TIMEOUT
+    )
 
     assert messages == accepted_then(UNAVAILABLE)
     assert not inner.called
@@ -317,7 +296,9 @@ async def test_blocking_sync_resolver_closes_4503_while_its_thread_is_still_stuc
 ) -> None:
     app = faulty(inner, USER_RESOLVER=blocking_resolver)
 
-    messages, elapsed = await handshake(app, [MARKER, token()])
+    messages, elapsed = await timed_handshake(
+        app, websocket_scope(PATH, subprotocols=[MARKER, token_for()]), timeout=STEP_TIMEOUT
+    )
 
     assert messages == accepted_then(UNAVAILABLE)
     assert AUTH_TIMEOUT <= elapsed < AUTH_TIMEOUT + MARGIN
@@ -332,11 +313,13 @@ async def test_timeout_bounds_revocation_check_and_lookup_together(inner: Record
     step = AUTH_TIMEOUT * 2 / 3
     app = faulty(
         inner,
-        REVOCATION_CHECK=SlowStep(step, not_revoked),
+        REVOCATION_CHECK=SlowStep(step, never_revoked),
         USER_RESOLVER=SlowStep(step, token_user),
     )
 
-    messages, elapsed = await handshake(app, [MARKER, token()])
+    messages, elapsed = await timed_handshake(
+        app, websocket_scope(PATH, subprotocols=[MARKER, token_for()]), timeout=STEP_TIMEOUT
+    )
 
     assert messages == accepted_then(UNAVAILABLE)
     assert AUTH_TIMEOUT <= elapsed < AUTH_TIMEOUT + MARGIN
@@ -349,11 +332,11 @@ async def test_slow_steps_within_the_timeout_are_accepted(inner: RecordingApp) -
         inner,
         settings={
             "AUTH_TIMEOUT_SECONDS": AUTH_TIMEOUT * 4,
-            "REVOCATION_CHECK": SlowStep(step, not_revoked),
+            "REVOCATION_CHECK": SlowStep(step, never_revoked),
             "USER_RESOLVER": SlowStep(step, token_user),
         },
     )
-    communicator = WebsocketCommunicator(app, PATH, subprotocols=[MARKER, token(7)])
+    communicator = WebsocketCommunicator(app, PATH, subprotocols=[MARKER, token_for(7)])
 
     assert await communicator.connect(STEP_TIMEOUT) == (True, MARKER)
     assert inner.scopes[0]["user"].pk == 7
@@ -399,7 +382,7 @@ async def refreshing() -> AsyncIterator[tuple[RefreshingApp, HangOnFlag, Websock
     """An open connection whose consumer refreshes on request; its resolver hangs on a flag."""
     app, resolver = RefreshingApp(), HangOnFlag()
     communicator = WebsocketCommunicator(
-        faulty(app, USER_RESOLVER=resolver), PATH, subprotocols=[MARKER, token()]
+        faulty(app, USER_RESOLVER=resolver), PATH, subprotocols=[MARKER, token_for()]
     )
     assert await communicator.connect(STEP_TIMEOUT) == (True, MARKER)
     yield app, resolver, communicator
@@ -411,7 +394,7 @@ async def test_hanging_lookup_during_refresh_raises_resolver_error_in_bounded_ti
 ) -> None:
     _, resolver, communicator = refreshing
 
-    reply = await refreshed(communicator, token(hang=True))
+    reply = await refreshed(communicator, token_for(hang=True))
 
     assert (reply["error"], reply["code"]) == ("ResolverError", 4503)
     assert AUTH_TIMEOUT <= reply["seconds"] < AUTH_TIMEOUT + MARGIN
@@ -423,7 +406,7 @@ async def test_connection_keeps_its_token_and_can_refresh_after_a_hung_refresh(
 ) -> None:
     app, _, communicator = refreshing
     first_jti = app.scope["jwt"].claims["jti"]
-    await refreshed(communicator, token(hang=True))
+    await refreshed(communicator, token_for(hang=True))
     assert app.scope["jwt"].claims["jti"] == first_jti
 
     good = claims_for(1)
@@ -462,7 +445,9 @@ async def test_raising_resolver_closes_4503_without_letting_anyone_in(
 ) -> None:
     app = faulty(inner, USER_RESOLVER=resolver, ALLOW_ANONYMOUS=allow_anonymous)
 
-    messages, elapsed = await handshake(app, [MARKER, token()])
+    messages, elapsed = await timed_handshake(
+        app, websocket_scope(PATH, subprotocols=[MARKER, token_for()]), timeout=STEP_TIMEOUT
+    )
 
     assert messages == accepted_then(UNAVAILABLE)
     assert elapsed < MARGIN  # a crash is answered at once, not after the timeout
@@ -476,8 +461,12 @@ async def test_raising_resolver_logs_a_warning_naming_the_error_not_its_text(
     inner: RecordingApp,
     log: pytest.LogCaptureFixture,
 ) -> None:
-    offered = token()
-    await handshake(faulty(inner, USER_RESOLVER=resolver), [MARKER, offered])
+    offered = token_for()
+    await timed_handshake(
+        faulty(inner, USER_RESOLVER=resolver),
+        websocket_scope(PATH, subprotocols=[MARKER, offered]),
+        timeout=STEP_TIMEOUT,
+    )
 
     expected = f"WebSocket authentication unavailable: user lookup failed ({error})"
     assert warnings_of(log) == [expected]
@@ -497,7 +486,11 @@ async def test_database_outage_during_lookup_closes_4503(
     app = faulty(inner, ALLOW_ANONYMOUS=allow_anonymous)
 
     async with database_down():
-        messages, elapsed = await handshake(app, [MARKER, token(user.pk)])
+        messages, elapsed = await timed_handshake(
+            app,
+            websocket_scope(PATH, subprotocols=[MARKER, token_for(user.pk)]),
+            timeout=STEP_TIMEOUT,
+        )
 
     assert messages == accepted_then(UNAVAILABLE)
     assert elapsed < MARGIN  # a refused connection is answered at once, not at the timeout
@@ -510,9 +503,13 @@ async def test_database_outage_is_logged_as_a_warning_without_the_token(
     log: pytest.LogCaptureFixture,
     database_down: Callable[[], AbstractAsyncContextManager[None]],
 ) -> None:
-    offered = token(user.pk)
+    offered = token_for(user.pk)
     async with database_down():
-        await handshake(faulty(inner), [MARKER, offered])
+        await timed_handshake(
+            faulty(inner),
+            websocket_scope(PATH, subprotocols=[MARKER, offered]),
+            timeout=STEP_TIMEOUT,
+        )
 
     assert warnings_of(log) == [
         "WebSocket authentication unavailable: user lookup failed (OperationalError)"
@@ -525,10 +522,14 @@ async def test_connections_succeed_again_once_the_database_is_back(
 ) -> None:
     app = faulty(inner)
     async with database_down():
-        refused, _ = await handshake(app, [MARKER, token(user.pk)])
+        refused, _ = await timed_handshake(
+            app,
+            websocket_scope(PATH, subprotocols=[MARKER, token_for(user.pk)]),
+            timeout=STEP_TIMEOUT,
+        )
     assert refused == accepted_then(UNAVAILABLE)
 
-    communicator = WebsocketCommunicator(app, PATH, subprotocols=[MARKER, token(user.pk)])
+    communicator = WebsocketCommunicator(app, PATH, subprotocols=[MARKER, token_for(user.pk)])
     assert await communicator.connect(STEP_TIMEOUT) == (True, MARKER)
     assert [scope["user"] for scope in inner.scopes] == [user]
     await communicator.disconnect()
@@ -542,31 +543,6 @@ def receiver_that_raises(**kwargs: Any) -> None:
     raise RuntimeError(f"receiver bug with {kwargs!r}")
 
 
-@contextmanager
-def connected(signal: Signal, receiver: Callable[..., Any], uid: str) -> Iterator[None]:
-    signal.connect(receiver, weak=False, dispatch_uid=uid)
-    try:
-        yield
-    finally:
-        signal.disconnect(dispatch_uid=uid)
-
-
-@contextmanager
-def recording(signal: Signal) -> Iterator[list[dict[str, Any]]]:
-    calls: list[dict[str, Any]] = []
-
-    def receiver(**kwargs: Any) -> None:
-        calls.append(kwargs)
-
-    with connected(signal, receiver, "tests.faults.recording"):
-        yield calls
-
-
-def expired_token() -> str:
-    now = int(time.time())
-    return token(iat=now - 600, exp=now - 300)
-
-
 #: A handshake the ``authentication_failed`` receiver sees: what is offered, the settings,
 #: and the close the client must get whether or not a receiver raises.
 FAILED_HANDSHAKES = [
@@ -576,11 +552,11 @@ FAILED_HANDSHAKES = [
         lambda: [hs_token(claims_for(1), key=OTHER_KEY)], {}, 4401, "token_invalid", id="4401"
     ),
     pytest.param(
-        lambda: [token()], {"USER_RESOLVER": finding_nobody}, 4403, "user_rejected", id="4403"
+        lambda: [token_for()], {"USER_RESOLVER": finding_nobody}, 4403, "user_rejected", id="4403"
     ),
-    pytest.param(lambda: [expired_token()], {}, 4440, "token_expired", id="4440"),
+    pytest.param(lambda: [expired_token_for()], {}, 4440, "token_expired", id="4440"),
     pytest.param(
-        lambda: [token()],
+        lambda: [token_for()],
         {"USER_RESOLVER": raising_async(RuntimeError("down"))},
         4503,
         "auth_unavailable",
@@ -599,9 +575,17 @@ async def test_raising_failure_receiver_leaves_the_close_code_as_it_was(
 ) -> None:
     credentials = offered()
     app = faulty(inner, **{"USER_RESOLVER": token_user, **settings})
-    without, _ = await handshake(app, [MARKER, *credentials] if credentials else [])
+    without, _ = await timed_handshake(
+        app,
+        websocket_scope(PATH, subprotocols=[MARKER, *credentials] if credentials else []),
+        timeout=STEP_TIMEOUT,
+    )
     with connected(authentication_failed, receiver_that_raises, "tests.faults.raising"):
-        with_receiver, _ = await handshake(app, [MARKER, *credentials] if credentials else [])
+        with_receiver, _ = await timed_handshake(
+            app,
+            websocket_scope(PATH, subprotocols=[MARKER, *credentials] if credentials else []),
+            timeout=STEP_TIMEOUT,
+        )
 
     close = {"type": "websocket.close", "code": code, "reason": reason}
     assert without[-1] == with_receiver[-1] == close
@@ -620,7 +604,11 @@ async def test_raising_failure_receiver_is_named_in_an_error_without_the_token(
     credentials = offered()
     app = faulty(inner, **{"USER_RESOLVER": token_user, **settings})
     with connected(authentication_failed, receiver_that_raises, "tests.faults.raising"):
-        await handshake(app, [MARKER, *credentials] if credentials else [])
+        await timed_handshake(
+            app,
+            websocket_scope(PATH, subprotocols=[MARKER, *credentials] if credentials else []),
+            timeout=STEP_TIMEOUT,
+        )
 
     errors = [r.getMessage() for r in channels_jwt_records(log) if r.levelno >= logging.ERROR]
     assert len(errors) == 1
@@ -633,7 +621,7 @@ async def test_raising_failure_receiver_is_named_in_an_error_without_the_token(
 async def test_raising_authenticated_receiver_leaves_the_connection_accepted(
     inner: RecordingApp, log: pytest.LogCaptureFixture
 ) -> None:
-    offered = token(42)
+    offered = token_for(42)
     app = faulty(inner, USER_RESOLVER=token_user)
     communicator = WebsocketCommunicator(app, PATH, subprotocols=[MARKER, offered])
     with connected(authenticated, receiver_that_raises, "tests.faults.raising"):
@@ -652,7 +640,7 @@ async def test_raising_authenticated_receiver_leaves_the_connection_accepted(
 @pytest.mark.parametrize(
     ("signal", "offered"),
     [
-        pytest.param(authenticated, lambda: [MARKER, token()], id="authenticated"),
+        pytest.param(authenticated, lambda: [MARKER, token_for()], id="authenticated"),
         pytest.param(authentication_failed, lambda: [MARKER, "not-a-jwt"], id="failed"),
     ],
 )
@@ -663,7 +651,7 @@ async def test_receivers_after_a_raising_one_still_run(
     communicator = WebsocketCommunicator(app, PATH, subprotocols=offered())
     with (
         connected(signal, receiver_that_raises, "tests.faults.raising"),
-        recording(signal) as calls,
+        receiving(signal) as calls,
     ):
         # Close mode accepts a rejected connection too, before closing it.
         assert await communicator.connect(STEP_TIMEOUT) == (True, MARKER)

@@ -29,7 +29,7 @@ from jwcrypto import jwk as jwcrypto_jwk
 from jwcrypto import jwt as jwcrypto_jwt
 
 from channels_jwt import JWTAuthMiddleware
-from tests.conftest import Keys, RecordingApp, public_pem
+from tests.harness import Keys, RecordingApp, public_pem
 from tests.jwks_server import (
     ASYMMETRIC_ALGORITHMS,
     handshake,

@@ -15,14 +15,12 @@ import logging
 import secrets
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
 import jwt
 import pytest
 from channels.db import database_sync_to_async
-from cryptography.hazmat.primitives import serialization
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from jwt.warnings import InsecureKeyLengthWarning
@@ -37,105 +35,32 @@ from channels_jwt.jwks import (
     is_allowed_jwks_url,
     usable_keys,
 )
-from channels_jwt.pipeline import Pipeline
 from channels_jwt.users import TokenUser
 from channels_jwt.verify import TokenVerifier
-from tests.conftest import Keys, RecordingApp, hs_token, public_pem
+from tests.harness import LOGGER, Keys, RecordingApp, hs_token, public_pem, warnings_of
 from tests.jwks_server import (
     JWKS_PATH,
+    OUTAGES,
     JWKSServer,
+    der,
+    eventually,
     handshake,
+    idp_app,
     idp_claims,
     idp_settings,
+    idp_token,
     jwk_dict,
+    jwks_of,
+    keys_for,
+    outage,
     public_jwk,
+    recover,
     running_jwks_server,
+    wait_for_requests,
 )
 
-LOGGER = "channels_jwt"
 #: A handshake that needs no network must finish well within this (seconds).
 FAST = 0.5
-
-
-@pytest.fixture
-def jwks_server() -> Iterator[JWKSServer]:
-    """A JWKS endpoint on 127.0.0.1 serving an empty key set until the test publishes keys."""
-    with running_jwks_server() as server:
-        yield server
-
-
-# Helpers.
-
-
-def idp_token(private_key: Any, kid: str | None, *, alg: str = "RS256", **claims: Any) -> str:
-    """A token the identity provider signed with ``private_key`` (``kid`` header if given)."""
-    headers = {} if kid is None else {"kid": kid}
-    return jwt.encode(idp_claims(**claims), private_key, algorithm=alg, headers=headers)
-
-
-def idp_app(url: str, inner: RecordingApp | None = None, **extra: Any) -> JWTAuthMiddleware:
-    return JWTAuthMiddleware(inner or RecordingApp(), settings=idp_settings(url, **extra))
-
-
-def jwks_of(app: JWTAuthMiddleware) -> JWKSKeys:
-    """The ``JWKSKeys`` the middleware verifies with (built on first use, then cached)."""
-    jwks = Pipeline.for_settings(app.settings).verifier.rules.jwks
-    assert jwks is not None
-    return jwks
-
-
-def keys_for(private_keys: list[Any]) -> list[bytes]:
-    """DER forms of public keys, to compare what ``candidates`` returns."""
-    return [der(key.public_key()) for key in private_keys]
-
-
-def der(public_key: Any) -> bytes:
-    return bytes(
-        public_key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        record.getMessage()
-        for record in caplog.records
-        if record.name == LOGGER and record.levelno == logging.WARNING
-    ]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> bool:
-    """Poll an async condition until it holds (or ``timeout``); return its last value."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.02)
-    return True
-
-
-async def wait_for_requests(server: JWKSServer, count: int) -> int:
-    """Wait, off the event loop, until ``server`` received ``count`` requests."""
-    return await asyncio.to_thread(server.wait_for_requests, count)
-
-
-def outage(server: JWKSServer, mode: str) -> None:
-    if mode == "stopped":
-        server.stop()
-    elif mode == "http-500":
-        server.status = 500
-    else:
-        server.document = "down for maintenance"
-
-
-def recover(server: JWKSServer, mode: str) -> None:
-    if mode == "stopped":
-        server.start()
-    server.status = 200
-
-
-OUTAGES = ["stopped", "http-500", "not-a-json-object"]
 
 
 # Fetching and caching.
@@ -403,12 +328,12 @@ async def test_cached_keys_keep_working_while_endpoint_down(
     outcomes = [await handshake(app, token) for _ in range(3)]
 
     async def refresh_failed() -> bool:
-        return any("failed" in line for line in warnings_logged(caplog))
+        return any("failed" in line for line in warnings_of(caplog))
 
     assert [outcome.code for outcome in outcomes] == [None, None, None]
     assert max(outcome.seconds for outcome in outcomes) < FAST
     assert await eventually(refresh_failed)
-    assert f"JWKS fetch from {jwks_server.url} failed: " in warnings_logged(caplog)[0]
+    assert f"JWKS fetch from {jwks_server.url} failed: " in warnings_of(caplog)[0]
 
 
 @pytest.mark.parametrize("mode", OUTAGES)
@@ -425,7 +350,7 @@ async def test_nothing_cached_and_endpoint_down_closes_with_4503(
 
     assert (outcome.code, outcome.reason) == (4503, "auth_unavailable")
     error = "PyJWKClientConnectionError" if mode != "not-a-json-object" else "PyJWKClientError"
-    assert warnings_logged(caplog) == [
+    assert warnings_of(caplog) == [
         f"JWKS fetch from {jwks_server.url} failed: {error}",
         "WebSocket authentication unavailable: "
         f"JWKS at {jwks_server.url} unavailable and no key known for the token",
@@ -524,7 +449,7 @@ async def test_hanging_endpoint_times_out_with_4503(
     print(f"\nhanging JWKS, JWKS_TIMEOUT_SECONDS=1: 4503 after {outcome.seconds * 1000:.0f} ms")
     assert (outcome.code, outcome.reason) == (4503, "auth_unavailable")
     assert 0.9 < outcome.seconds < 2.0
-    assert warnings_logged(caplog)[0] == (
+    assert warnings_of(caplog)[0] == (
         f"JWKS fetch from {jwks_server.url} failed: PyJWKClientConnectionError"
     )
 
@@ -847,75 +772,3 @@ async def test_averify_returns_the_verified_claims(jwks_server: JWKSServer, keys
     verified = await verifier.averify(jwt.encode(claims, keys.rsa, "RS256", {"kid": "key-1"}))
 
     assert verified == claims
-
-
-# Identity-provider-shaped tokens.
-
-
-@pytest.mark.parametrize(
-    ("claims", "code"),
-    [
-        pytest.param({}, None, id="aud-list-with-ours"),
-        pytest.param({"aud": "https://api.example.com"}, None, id="aud-string"),
-        pytest.param({"aud": ["https://other.example.com"]}, 4401, id="aud-list-without-ours"),
-        pytest.param({"aud": ...}, 4401, id="no-aud"),
-        pytest.param({"iss": "https://evil.example.com/"}, 4401, id="iss-other"),
-        pytest.param({"iss": ...}, 4401, id="no-iss"),
-        pytest.param({"sub": ...}, 4401, id="no-sub"),
-        pytest.param({"sub": "auth0|5f7c8ec7c33c6c004bbafe82"}, None, id="sub-auth0-shaped"),
-        pytest.param({"token_type": "refresh"}, None, id="token-type-not-checked"),
-        pytest.param({"exp": int(time.time()) - 60}, 4440, id="expired"),
-    ],
-)
-async def test_idp_claims(
-    jwks_server: JWKSServer, keys: Keys, claims: dict[str, Any], code: int | None
-) -> None:
-    jwks_server.publish(public_jwk(keys.rsa, "key-1"))
-    app = idp_app(jwks_server.url)
-
-    outcome = await handshake(app, idp_token(keys.rsa, "key-1", **claims))
-
-    assert outcome.code == code
-
-
-async def test_sub_names_a_database_user_by_username(
-    jwks_server: JWKSServer, keys: Keys, user: Any
-) -> None:
-    jwks_server.publish(public_jwk(keys.rsa, "key-1"))
-    inner = RecordingApp()
-    app = idp_app(jwks_server.url, inner, USER_RESOLVER="channels_jwt.users.database_user")
-
-    known = await handshake(app, idp_token(keys.rsa, "key-1", sub="alice"))
-    unknown = await handshake(app, idp_token(keys.rsa, "key-1", sub="mallory"))
-
-    assert known.accepted
-    assert inner.scopes[0]["user"] == user
-    assert (unknown.code, unknown.reason) == (4403, "user_rejected")
-
-
-async def create_user_on_first_sight(claims: Any, scope: Any) -> Any:
-    """A project's resolver: the identity provider vouches for the user, so create them."""
-    user, _ = await get_user_model().objects.aget_or_create(
-        username=claims["sub"], defaults={"email": claims.get("email", "")}
-    )
-    return user
-
-
-async def test_custom_resolver_creates_the_user_on_first_sight(
-    jwks_server: JWKSServer, keys: Keys, transactional_db: None
-) -> None:
-    jwks_server.publish(public_jwk(keys.rsa, "key-1"))
-    inner = RecordingApp()
-    app = idp_app(jwks_server.url, inner, USER_RESOLVER=create_user_on_first_sight)
-    token = idp_token(keys.rsa, "key-1", sub="auth0|new-user", email="new@example.com")
-
-    first = await handshake(app, token)
-    second = await handshake(app, token)
-
-    users = get_user_model().objects
-    assert (first.code, second.code) == (None, None)
-    assert await users.filter(username="auth0|new-user").acount() == 1
-    created = await users.aget(username="auth0|new-user")
-    assert created.email == "new@example.com"
-    assert inner.scopes[0]["user"] == created
-    assert inner.scopes[1]["user"] == created

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, x25519
+from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt.keys import (
     UnusableKey,
@@ -17,7 +19,15 @@ from channels_jwt.keys import (
     load_private_key,
     load_public_key,
 )
-from tests.conftest import Keys, private_pem, public_pem
+from channels_jwt.verify import TokenVerifier, VerificationRules
+from tests.harness import (
+    Keys,
+    claims_for,
+    private_pem,
+    public_pem,
+    rs_verifier,
+    verifier,
+)
 
 RSA = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
 
@@ -438,3 +448,91 @@ def test_all_lists_named_then_unnamed_keys(keys: Keys) -> None:
 def test_all_of_parsed_keys(named: VerifyingKeys, unnamed: VerifyingKeys) -> None:
     assert named.all() == tuple(named.by_kid.values())
     assert unnamed.all() == unnamed.unnamed
+
+
+# --- unusable keys -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        pytest.param({"SIGNING_KEY": "x" * 31}, "31 bytes", id="hs256-31-bytes"),
+        pytest.param({"SIGNING_KEY": b"x" * 31}, "31 bytes", id="hs256-31-bytes-as-bytes"),
+        pytest.param(
+            {"ALGORITHMS": ["HS512"], "SIGNING_KEY": "x" * 63}, "needs at least 64", id="hs512-63"
+        ),
+        pytest.param(
+            {"ALGORITHMS": ["HS256", "HS384"], "SIGNING_KEY": "x" * 40},
+            "needs at least 48",
+            id="largest-hash-counts",
+        ),
+        pytest.param({"SIGNING_KEY": None}, "0 bytes", id="no-signing-key"),
+        pytest.param({"SIGNING_KEY": ""}, "0 bytes", id="empty-signing-key"),
+    ],
+)
+def test_unusable_hmac_key_is_improperly_configured(
+    overrides: dict[str, Any], fragment: str
+) -> None:
+    with pytest.raises(ImproperlyConfigured, match=fragment) as info:
+        verifier(**overrides)
+    assert "xxxx" not in str(info.value)
+
+
+def test_hmac_key_of_exactly_the_hash_size_is_accepted() -> None:
+    key = "k" * 32
+    token = jwt.encode(claims_for(), key, algorithm="HS256")
+    assert verifier(SIGNING_KEY=key).verify(token)["user_id"] == "1"
+
+
+def test_rsa_1024_verifying_key_is_improperly_configured(keys: Keys) -> None:
+    with pytest.raises(ImproperlyConfigured, match="1024 bits"):
+        rs_verifier(keys, VERIFYING_KEY=public_pem(keys.rsa_small))
+
+
+def test_rsa_1024_in_a_key_list_is_improperly_configured(keys: Keys) -> None:
+    with pytest.raises(ImproperlyConfigured, match="1024 bits"):
+        rs_verifier(keys, VERIFYING_KEY=[public_pem(keys.rsa), public_pem(keys.rsa_small)])
+
+
+def test_private_key_as_verifying_key_is_improperly_configured(keys: Keys) -> None:
+    pem = private_pem(keys.rsa)
+    with pytest.raises(ImproperlyConfigured, match="private key") as info:
+        rs_verifier(keys, VERIFYING_KEY=pem)
+    assert pem not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(None, id="none"),
+        pytest.param("not a pem", id="garbage"),
+        pytest.param({"one": "not a pem"}, id="map-with-garbage"),
+    ],
+)
+def test_missing_or_garbage_verifying_key_is_improperly_configured(keys: Keys, value: Any) -> None:
+    with pytest.raises(ImproperlyConfigured):
+        rs_verifier(keys, VERIFYING_KEY=value)
+
+
+def test_improperly_configured_is_chained() -> None:
+    with pytest.raises(ImproperlyConfigured) as info:
+        verifier(SIGNING_KEY="short")
+    assert type(info.value.__cause__).__name__ == "UnusableKey"
+
+
+def test_verifier_refuses_an_hmac_secret_shorter_than_its_hash() -> None:
+    rules = VerificationRules(
+        algorithms=("HS256", "HS512"),
+        hmac_secret=b"k" * 32,  # enough for HS256, half of what HS512 needs
+        verifying_keys=None,
+        audience=None,
+        issuer=None,
+        leeway=0,
+        required_claims=("exp",),
+        max_lifetime=None,
+        token_type_claim=None,
+        token_types=(),
+        max_token_bytes=8192,
+    )
+    with pytest.raises(ImproperlyConfigured, match="HS512"):
+        TokenVerifier(rules)

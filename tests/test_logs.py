@@ -17,7 +17,7 @@ from django.test import override_settings
 from uvicorn.logging import AccessFormatter
 
 from channels_jwt.logs import MASK, RedactTokens
-from tests.conftest import claims_for, hs_token
+from tests.harness import claims_for, hs_token
 
 JWT = hs_token(claims_for())
 ROOT = Path(__file__).resolve().parent.parent

@@ -26,12 +26,19 @@ from channels_jwt import JWTAuthMiddleware, RateLimited
 from channels_jwt.ratelimit import FailureLimiter, client_address, parse_rate
 from channels_jwt.signals import authentication_failed
 from channels_jwt.users import token_user
-from tests.conftest import claims_for, hs_token, websocket_scope
+from tests.harness import (
+    LOGGER,
+    MARKER,
+    always_revoked,
+    crashing_resolver,
+    expired_token_for,
+    finding_nobody,
+    token_for,
+    websocket_scope,
+)
 from tests.processes import free_port
 
 PATH = "/ws/limited/"
-MARKER = "access_token"
-LOGGER = "channels_jwt"
 ALIAS = "ratelimit"
 #: The failures allowed per address in most tests.
 COUNT = 3
@@ -128,31 +135,6 @@ class GreetingApp:
             pass
 
 
-async def crashing_resolver(claims: Any, scope: Any) -> Any:
-    raise RuntimeError("database is down")
-
-
-async def finding_nobody(claims: Any, scope: Any) -> Any:
-    return None
-
-
-async def always_revoked(claims: Any) -> bool:
-    return True
-
-
-def good_token(user_id: Any = 1) -> str:
-    return hs_token(claims_for(user_id))
-
-
-def expired_token() -> str:
-    now = int(time.time())
-    return hs_token(claims_for(1, iat=now - 600, exp=now - 300))
-
-
-def wrongly_signed_token() -> str:
-    return hs_token(claims_for(1), key=OTHER_KEY)
-
-
 @pytest.fixture
 def cache_alias() -> Iterator[str]:
     """A local-memory cache alias with a location no other test uses."""
@@ -209,7 +191,7 @@ async def handshake(app: Any, credential: str | None, client: Any = CLIENT, **sc
 
 async def fail(app: Any, times: int, client: Any = CLIENT) -> list[str]:
     """``times`` handshakes with a wrongly signed token, one after the other."""
-    return [await handshake(app, wrongly_signed_token(), client) for _ in range(times)]
+    return [await handshake(app, token_for(key=OTHER_KEY), client) for _ in range(times)]
 
 
 async def failures_counted(alias: str, address: str) -> int:
@@ -234,7 +216,7 @@ async def test_good_token_one_failure_short_of_the_count_is_accepted(
     app = limited(inner)
     await fail(app, COUNT - 1)
 
-    assert await handshake(app, good_token()) == ACCEPTED
+    assert await handshake(app, token_for()) == ACCEPTED
 
 
 async def test_good_token_from_an_address_past_the_count_is_refused_4429(
@@ -243,7 +225,7 @@ async def test_good_token_from_an_address_past_the_count_is_refused_4429(
     app = limited(inner)
     await fail(app, COUNT)
 
-    assert await handshake(app, good_token()) == LIMITED
+    assert await handshake(app, token_for()) == LIMITED
     assert inner.calls == 0
 
 
@@ -268,10 +250,10 @@ async def test_limited_address_is_refused_before_its_credential_is_read(
 CLIENT_FAILURES = [
     pytest.param(lambda: "not-a-jwt", {}, "4400 token_malformed", id="4400"),
     pytest.param(lambda: None, {}, "4401 token_missing", id="4401-missing"),
-    pytest.param(wrongly_signed_token, {}, "4401 token_invalid", id="4401-invalid"),
-    pytest.param(good_token, {"USER_RESOLVER": finding_nobody}, "4403 user_rejected", id="4403"),
-    pytest.param(expired_token, {}, "4440 token_expired", id="4440"),
-    pytest.param(good_token, {"REVOCATION_CHECK": always_revoked}, "4441 token_revoked", id="4441"),
+    pytest.param(lambda: token_for(key=OTHER_KEY), {}, "4401 token_invalid", id="4401-invalid"),
+    pytest.param(token_for, {"USER_RESOLVER": finding_nobody}, "4403 user_rejected", id="4403"),
+    pytest.param(expired_token_for, {}, "4440 token_expired", id="4440"),
+    pytest.param(token_for, {"REVOCATION_CHECK": always_revoked}, "4441 token_revoked", id="4441"),
 ]
 
 
@@ -287,23 +269,23 @@ async def test_each_client_failure_counts(
     outcomes = [await handshake(failing, credential()) for _ in range(COUNT)]
 
     assert outcomes == [close] * COUNT
-    assert await handshake(limited(inner), good_token()) == LIMITED
+    assert await handshake(limited(inner), token_for()) == LIMITED
 
 
 async def test_outages_do_not_count(cache_alias: str, inner: GreetingApp) -> None:
     # Two instances on the same cache and rate share the counts of an address.
     crashing = limited(inner, USER_RESOLVER=crashing_resolver)
-    outcomes = [await handshake(crashing, good_token()) for _ in range(COUNT * 2)]
+    outcomes = [await handshake(crashing, token_for()) for _ in range(COUNT * 2)]
 
     assert outcomes == ["4503 auth_unavailable"] * (COUNT * 2)
     assert await failures_counted(ALIAS, CLIENT[0]) == 0
-    assert await handshake(limited(inner), good_token()) == ACCEPTED
+    assert await handshake(limited(inner), token_for()) == ACCEPTED
 
 
 async def test_refusals_of_the_limit_do_not_count(cache_alias: str, inner: GreetingApp) -> None:
     app = limited(inner)
     await fail(app, COUNT)
-    refusals = [await handshake(app, wrongly_signed_token()) for _ in range(5)]
+    refusals = [await handshake(app, token_for(key=OTHER_KEY)) for _ in range(5)]
 
     assert refusals == [LIMITED] * 5
     assert await failures_counted(ALIAS, CLIENT[0]) == COUNT
@@ -311,7 +293,7 @@ async def test_refusals_of_the_limit_do_not_count(cache_alias: str, inner: Greet
 
 async def test_accepted_connections_do_not_count(cache_alias: str, inner: GreetingApp) -> None:
     app = limited(inner)
-    outcomes = [await handshake(app, good_token()) for _ in range(COUNT + 1)]
+    outcomes = [await handshake(app, token_for()) for _ in range(COUNT + 1)]
 
     assert outcomes == [ACCEPTED] * (COUNT + 1)
     assert await failures_counted(ALIAS, CLIENT[0]) == 0
@@ -323,11 +305,11 @@ async def test_window_ends_one_period_after_the_first_failure(
     app = limited(inner, rate="2/s")
     first_failure = time.monotonic()
     await fail(app, 2)
-    assert await handshake(app, good_token()) == LIMITED
+    assert await handshake(app, token_for()) == LIMITED
 
     await asyncio.sleep(max(0.0, first_failure + 1.05 - time.monotonic()))
 
-    assert await handshake(app, good_token()) == ACCEPTED
+    assert await handshake(app, token_for()) == ACCEPTED
 
 
 @pytest.mark.parametrize(
@@ -357,33 +339,33 @@ async def test_connection_without_a_client_address_is_never_limited(
         await communicator.wait(STEP_TIMEOUT)
         return ACCEPTED if message["type"] == "websocket.send" else str(message["code"])
 
-    failures = [await attempt(wrongly_signed_token()) for _ in range(COUNT * 2)]
+    failures = [await attempt(token_for(key=OTHER_KEY)) for _ in range(COUNT * 2)]
 
     assert failures == ["4401"] * (COUNT * 2)
-    assert await attempt(good_token()) == ACCEPTED
+    assert await attempt(token_for()) == ACCEPTED
 
 
 async def test_addresses_are_counted_apart(cache_alias: str, inner: GreetingApp) -> None:
     app = limited(inner)
     await fail(app, COUNT, CLIENT)
 
-    assert await handshake(app, wrongly_signed_token(), OTHER_CLIENT) == "4401 token_invalid"
-    assert await handshake(app, good_token(), OTHER_CLIENT) == ACCEPTED
-    assert await handshake(app, good_token(), CLIENT) == LIMITED
+    assert await handshake(app, token_for(key=OTHER_KEY), OTHER_CLIENT) == "4401 token_invalid"
+    assert await handshake(app, token_for(), OTHER_CLIENT) == ACCEPTED
+    assert await handshake(app, token_for(), CLIENT) == LIMITED
 
 
 async def test_ports_of_one_address_share_its_count(cache_alias: str, inner: GreetingApp) -> None:
     # A client cannot escape the limit by reconnecting from another source port.
     app = limited(inner)
     for port in range(40000, 40000 + COUNT):
-        await handshake(app, wrongly_signed_token(), (CLIENT[0], port))
+        await handshake(app, token_for(key=OTHER_KEY), (CLIENT[0], port))
 
-    assert await handshake(app, good_token(), (CLIENT[0], 41000)) == LIMITED
+    assert await handshake(app, token_for(), (CLIENT[0], 41000)) == LIMITED
 
 
 async def test_concurrent_failures_are_all_counted(cache_alias: str, inner: GreetingApp) -> None:
     app = limited(inner, rate="100/min")
-    outcomes = await asyncio.gather(*(handshake(app, wrongly_signed_token()) for _ in range(20)))
+    outcomes = await asyncio.gather(*(handshake(app, token_for(key=OTHER_KEY)) for _ in range(20)))
 
     assert outcomes == ["4401 token_invalid"] * 20
     assert await failures_counted(ALIAS, CLIENT[0]) == 20
@@ -399,7 +381,7 @@ async def test_4429_is_logged_in_one_info_line(
     await fail(app, COUNT)
     caplog.clear()
     caplog.set_level(logging.INFO, logger=LOGGER)
-    offered = good_token()
+    offered = token_for()
 
     await handshake(app, offered)
 
@@ -422,7 +404,7 @@ async def test_4429_sends_authentication_failed_without_the_credential(
     def receiver(**kwargs: Any) -> None:
         calls.append(kwargs)
 
-    offered = good_token()
+    offered = token_for()
     authentication_failed.connect(receiver, weak=False, dispatch_uid="tests.ratelimit")
     try:
         await handshake(app, offered)
@@ -442,7 +424,7 @@ async def test_deny_mode_answers_http_429_with_a_json_body(
     await fail(limited(inner), COUNT)
     scope = websocket_scope(
         PATH,
-        subprotocols=offering(good_token()),
+        subprotocols=offering(token_for()),
         client=CLIENT,
         extensions={"websocket.http.response": {}},
     )
@@ -468,7 +450,7 @@ async def test_deny_mode_without_the_extension_closes_4429_before_accepting(
     await fail(limited(inner), COUNT)
     communicator = ApplicationCommunicator(
         limited(inner, REJECT_MODE="deny"),
-        websocket_scope(PATH, subprotocols=offering(good_token()), client=CLIENT),
+        websocket_scope(PATH, subprotocols=offering(token_for()), client=CLIENT),
     )
 
     await communicator.send_input({"type": "websocket.connect"})
@@ -499,7 +481,7 @@ def redis_cache_at(port: int, **options: Any) -> Iterator[None]:
 async def test_unreachable_cache_closes_4503_even_for_a_good_token(inner: GreetingApp) -> None:
     # Nothing listens on the port: every cache call is refused, as when Redis is down.
     with redis_cache_at(free_port(), socket_connect_timeout=0.5):
-        outcome = await handshake(limited(inner, AUTH_TIMEOUT_SECONDS=AUTH_TIMEOUT), good_token())
+        outcome = await handshake(limited(inner, AUTH_TIMEOUT_SECONDS=AUTH_TIMEOUT), token_for())
 
     assert outcome == "4503 auth_unavailable"
     assert inner.calls == 0
@@ -509,7 +491,7 @@ async def test_unreachable_cache_logs_without_the_token(
     inner: GreetingApp, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    offered = good_token()
+    offered = token_for()
     with redis_cache_at(free_port(), socket_connect_timeout=0.5):
         await handshake(limited(inner), offered)
 
@@ -566,7 +548,7 @@ async def test_hanging_cache_is_bounded_by_the_auth_timeout(
     app = limited(inner, AUTH_TIMEOUT_SECONDS=AUTH_TIMEOUT)
     with redis_cache_at(silent_server.port):
         started = time.monotonic()
-        outcome = await handshake(app, good_token())
+        outcome = await handshake(app, token_for())
         elapsed = time.monotonic() - started
 
     assert outcome == "4503 auth_unavailable"

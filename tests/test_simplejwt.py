@@ -17,7 +17,7 @@ from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken, SlidingToken, Token
 
 from channels_jwt import JWTAuthMiddleware, issue_token
-from tests.conftest import Keys, RecordingApp, claims_for, hs_token, private_pem, public_pem
+from tests.harness import Keys, RecordingApp, claims_for, hs_token, private_pem, public_pem
 
 KEY_A = "simplejwt-key-a-" + "a" * 48
 KEY_B = "channels-jwt-key-b-" + "b" * 48

@@ -12,7 +12,7 @@ import pytest
 
 from channels_jwt import JWTAuthMiddleware
 from channels_jwt.testing import JWTWebsocketCommunicator, make_token
-from tests.conftest import (
+from tests.harness import (
     HS_KEY,
     Keys,
     RecordingApp,

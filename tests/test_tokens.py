@@ -17,7 +17,7 @@ from channels_jwt import tokens
 from channels_jwt.conf import Settings
 from channels_jwt.tokens import DEFAULT_LIFETIME_SECONDS, issue_token
 from channels_jwt.verify import TokenVerifier
-from tests.conftest import HS_KEY, Keys, private_pem, public_pem
+from tests.harness import HS_KEY, Keys, private_pem, public_pem
 
 
 @dataclass

@@ -16,7 +16,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models
 from django.test.utils import CaptureQueriesContext
 
-from channels_jwt import JWTAuthMiddleware, TokenInvalid, UserRejected
+from channels_jwt import (
+    JWTAuthMiddleware,
+    TokenInvalid,
+    UserRejected,
+)
 from channels_jwt.users import (
     INTEGER_FIELDS,
     TokenUser,
@@ -25,7 +29,26 @@ from channels_jwt.users import (
     database_user,
     token_user,
 )
-from tests.conftest import RecordingApp, claims_for, hs_token, user_pk_range
+from tests.harness import (
+    Keys,
+    RecordingApp,
+    claims_for,
+    close_message,
+    crashing_resolver,
+    finding_nobody,
+    hs_token,
+    open_connection,
+    rejection,
+    token_for,
+    user_pk_range,
+)
+from tests.jwks_server import (
+    JWKSServer,
+    handshake,
+    idp_app,
+    idp_token,
+    public_jwk,
+)
 
 User = get_user_model()
 
@@ -544,3 +567,118 @@ async def test_sync_resolver_object_runs_off_the_event_loop(transactional_db: No
     assert closed is None
     assert inner.scopes[0]["user"] == TokenUser(3, {})
     assert resolver.on_event_loop is False
+
+
+async def refusing_resolver(claims: Any, scope: Any) -> Any:
+    raise UserRejected("refused by the project's resolver")
+
+
+# The user resolver.
+
+
+@pytest.mark.parametrize(
+    ("resolver", "expected"),
+    [
+        pytest.param(crashing_resolver, close_message(4503, "auth_unavailable"), id="raises"),
+        pytest.param(finding_nobody, close_message(4403, "user_rejected"), id="none"),
+        pytest.param(refusing_resolver, close_message(4403, "user_rejected"), id="user-rejected"),
+    ],
+)
+async def test_resolver_outcome_decides_the_close(
+    resolver: Any, expected: dict[str, Any], user: Any, inner: RecordingApp
+) -> None:
+    app = JWTAuthMiddleware(inner, settings={"USER_RESOLVER": resolver})
+    _, close = await rejection(app, subprotocols=["access_token", token_for(user)])
+    assert close == expected
+    assert not inner.called
+
+
+async def test_inactive_user_is_rejected(inactive_user: Any, inner: RecordingApp) -> None:
+    _, close = await rejection(
+        JWTAuthMiddleware(inner), subprotocols=["access_token", token_for(inactive_user)]
+    )
+    assert close == close_message(4403, "user_rejected")
+
+
+async def test_token_user_resolver_gives_a_token_user(inner: RecordingApp) -> None:
+    app = JWTAuthMiddleware(inner, settings={"USER_RESOLVER": "channels_jwt.users.token_user"})
+    communicator, outcome = await open_connection(
+        app, subprotocols=["access_token", hs_token(claims_for(7, username="carol"))]
+    )
+    assert outcome == (True, "access_token")
+    scope_user = inner.scopes[0]["user"]
+    assert isinstance(scope_user, TokenUser)
+    assert (scope_user.pk, scope_user.username) == (7, "carol")
+    await communicator.disconnect()
+
+
+# Identity-provider-shaped tokens.
+
+
+@pytest.mark.parametrize(
+    ("claims", "code"),
+    [
+        pytest.param({}, None, id="aud-list-with-ours"),
+        pytest.param({"aud": "https://api.example.com"}, None, id="aud-string"),
+        pytest.param({"aud": ["https://other.example.com"]}, 4401, id="aud-list-without-ours"),
+        pytest.param({"aud": ...}, 4401, id="no-aud"),
+        pytest.param({"iss": "https://evil.example.com/"}, 4401, id="iss-other"),
+        pytest.param({"iss": ...}, 4401, id="no-iss"),
+        pytest.param({"sub": ...}, 4401, id="no-sub"),
+        pytest.param({"sub": "auth0|5f7c8ec7c33c6c004bbafe82"}, None, id="sub-auth0-shaped"),
+        pytest.param({"token_type": "refresh"}, None, id="token-type-not-checked"),
+        pytest.param({"exp": int(time.time()) - 60}, 4440, id="expired"),
+    ],
+)
+async def test_idp_claims(
+    jwks_server: JWKSServer, keys: Keys, claims: dict[str, Any], code: int | None
+) -> None:
+    jwks_server.publish(public_jwk(keys.rsa, "key-1"))
+    app = idp_app(jwks_server.url)
+
+    outcome = await handshake(app, idp_token(keys.rsa, "key-1", **claims))
+
+    assert outcome.code == code
+
+
+async def test_sub_names_a_database_user_by_username(
+    jwks_server: JWKSServer, keys: Keys, user: Any
+) -> None:
+    jwks_server.publish(public_jwk(keys.rsa, "key-1"))
+    inner = RecordingApp()
+    app = idp_app(jwks_server.url, inner, USER_RESOLVER="channels_jwt.users.database_user")
+
+    known = await handshake(app, idp_token(keys.rsa, "key-1", sub="alice"))
+    unknown = await handshake(app, idp_token(keys.rsa, "key-1", sub="mallory"))
+
+    assert known.accepted
+    assert inner.scopes[0]["user"] == user
+    assert (unknown.code, unknown.reason) == (4403, "user_rejected")
+
+
+async def create_user_on_first_sight(claims: Any, scope: Any) -> Any:
+    """A project's resolver: the identity provider vouches for the user, so create them."""
+    user, _ = await get_user_model().objects.aget_or_create(
+        username=claims["sub"], defaults={"email": claims.get("email", "")}
+    )
+    return user
+
+
+async def test_custom_resolver_creates_the_user_on_first_sight(
+    jwks_server: JWKSServer, keys: Keys, transactional_db: None
+) -> None:
+    jwks_server.publish(public_jwk(keys.rsa, "key-1"))
+    inner = RecordingApp()
+    app = idp_app(jwks_server.url, inner, USER_RESOLVER=create_user_on_first_sight)
+    token = idp_token(keys.rsa, "key-1", sub="auth0|new-user", email="new@example.com")
+
+    first = await handshake(app, token)
+    second = await handshake(app, token)
+
+    users = get_user_model().objects
+    assert (first.code, second.code) == (None, None)
+    assert await users.filter(username="auth0|new-user").acount() == 1
+    created = await users.aget(username="auth0|new-user")
+    assert created.email == "new@example.com"
+    assert inner.scopes[0]["user"] == created
+    assert inner.scopes[1]["user"] == created

@@ -12,9 +12,7 @@ from typing import Any
 
 import jwt
 import pytest
-from django.core.exceptions import ImproperlyConfigured
 
-from channels_jwt.conf import Settings
 from channels_jwt.exceptions import (
     AuthenticationFailed,
     CloseCode,
@@ -24,7 +22,15 @@ from channels_jwt.exceptions import (
 )
 from channels_jwt.keys import VerifyingKeys
 from channels_jwt.verify import MAX_JSON_DEPTH, TokenVerifier, VerificationRules
-from tests.conftest import HS_KEY, Keys, claims_for, hs_token, private_pem, public_pem
+from tests.harness import (
+    HS_KEY,
+    Keys,
+    claims_for,
+    hs_token,
+    public_pem,
+    rs_verifier,
+    verifier,
+)
 
 HMAC_ALGORITHMS = ["HS256", "HS384", "HS512"]
 ASYMMETRIC_ALGORITHMS = [
@@ -39,17 +45,6 @@ ASYMMETRIC_ALGORITHMS = [
     "ES512",
     "EdDSA",
 ]
-
-
-def verifier(*, require_jti: bool = False, **overrides: Any) -> TokenVerifier:
-    """A verifier built from the test settings plus ``overrides`` (``CHANNELS_JWT`` keys)."""
-    return TokenVerifier.from_settings(Settings(overrides), require_jti=require_jti)
-
-
-def rs_verifier(keys: Keys, **overrides: Any) -> TokenVerifier:
-    """An RS256 verifier trusting ``keys.rsa``."""
-    overrides.setdefault("VERIFYING_KEY", public_pem(keys.rsa))
-    return verifier(ALGORITHMS=["RS256"], **overrides)
 
 
 def rs_token(private_key: Any, claims: dict[str, Any], headers: Any = None) -> str:
@@ -712,76 +707,6 @@ def test_token_without_exp_is_accepted_when_exp_is_not_required() -> None:
     assert checker.verify(hs_token(claims_for(exp=...)))["user_id"] == "1"
 
 
-# --- unusable keys -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("overrides", "fragment"),
-    [
-        pytest.param({"SIGNING_KEY": "x" * 31}, "31 bytes", id="hs256-31-bytes"),
-        pytest.param({"SIGNING_KEY": b"x" * 31}, "31 bytes", id="hs256-31-bytes-as-bytes"),
-        pytest.param(
-            {"ALGORITHMS": ["HS512"], "SIGNING_KEY": "x" * 63}, "needs at least 64", id="hs512-63"
-        ),
-        pytest.param(
-            {"ALGORITHMS": ["HS256", "HS384"], "SIGNING_KEY": "x" * 40},
-            "needs at least 48",
-            id="largest-hash-counts",
-        ),
-        pytest.param({"SIGNING_KEY": None}, "0 bytes", id="no-signing-key"),
-        pytest.param({"SIGNING_KEY": ""}, "0 bytes", id="empty-signing-key"),
-    ],
-)
-def test_unusable_hmac_key_is_improperly_configured(
-    overrides: dict[str, Any], fragment: str
-) -> None:
-    with pytest.raises(ImproperlyConfigured, match=fragment) as info:
-        verifier(**overrides)
-    assert "xxxx" not in str(info.value)
-
-
-def test_hmac_key_of_exactly_the_hash_size_is_accepted() -> None:
-    key = "k" * 32
-    token = jwt.encode(claims_for(), key, algorithm="HS256")
-    assert verifier(SIGNING_KEY=key).verify(token)["user_id"] == "1"
-
-
-def test_rsa_1024_verifying_key_is_improperly_configured(keys: Keys) -> None:
-    with pytest.raises(ImproperlyConfigured, match="1024 bits"):
-        rs_verifier(keys, VERIFYING_KEY=public_pem(keys.rsa_small))
-
-
-def test_rsa_1024_in_a_key_list_is_improperly_configured(keys: Keys) -> None:
-    with pytest.raises(ImproperlyConfigured, match="1024 bits"):
-        rs_verifier(keys, VERIFYING_KEY=[public_pem(keys.rsa), public_pem(keys.rsa_small)])
-
-
-def test_private_key_as_verifying_key_is_improperly_configured(keys: Keys) -> None:
-    pem = private_pem(keys.rsa)
-    with pytest.raises(ImproperlyConfigured, match="private key") as info:
-        rs_verifier(keys, VERIFYING_KEY=pem)
-    assert pem not in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        pytest.param(None, id="none"),
-        pytest.param("not a pem", id="garbage"),
-        pytest.param({"one": "not a pem"}, id="map-with-garbage"),
-    ],
-)
-def test_missing_or_garbage_verifying_key_is_improperly_configured(keys: Keys, value: Any) -> None:
-    with pytest.raises(ImproperlyConfigured):
-        rs_verifier(keys, VERIFYING_KEY=value)
-
-
-def test_improperly_configured_is_chained() -> None:
-    with pytest.raises(ImproperlyConfigured) as info:
-        verifier(SIGNING_KEY="short")
-    assert type(info.value.__cause__).__name__ == "UnusableKey"
-
-
 def test_checked_headers_are_remembered_up_to_a_bound() -> None:
     checker = verifier()
     for number in range(100):
@@ -805,21 +730,3 @@ def test_a_remembered_header_does_not_vouch_for_the_rest_of_a_token() -> None:
     assert head in checker._headers
     raises(checker, f"{head}.{payload}.{signature[:-2]}AA", TokenInvalid)
     raises(checker, f"{head}.{b64(b'[]')}.{signature}", TokenMalformed)
-
-
-def test_verifier_refuses_an_hmac_secret_shorter_than_its_hash() -> None:
-    rules = VerificationRules(
-        algorithms=("HS256", "HS512"),
-        hmac_secret=b"k" * 32,  # enough for HS256, half of what HS512 needs
-        verifying_keys=None,
-        audience=None,
-        issuer=None,
-        leeway=0,
-        required_claims=("exp",),
-        max_lifetime=None,
-        token_type_claim=None,
-        token_types=(),
-        max_token_bytes=8192,
-    )
-    with pytest.raises(ImproperlyConfigured, match="HS512"):
-        TokenVerifier(rules)

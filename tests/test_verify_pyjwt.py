@@ -24,7 +24,7 @@ import pytest
 from channels_jwt.conf import Settings
 from channels_jwt.exceptions import AuthenticationFailed, TokenExpired, TokenInvalid, TokenMalformed
 from channels_jwt.verify import TokenVerifier
-from tests.conftest import HS_KEY
+from tests.harness import HS_KEY
 
 CASES = 3000
 MISSING = object()
@@ -61,7 +61,7 @@ def draw(rng: random.Random, choices: dict[str, tuple[Any, ...]]) -> dict[str, A
     }
 
 
-def token_for(claims: dict[str, Any], now: int) -> str:
+def hand_signed_token(claims: dict[str, Any], now: int) -> str:
     payload = {
         name: now + value if name in TIME_CLAIMS else value
         for name, value in claims.items()
@@ -116,7 +116,7 @@ def test_claim_verdicts_match_pyjwt_decode() -> None:
     outcomes: set[Any] = set()
     for _ in range(CASES):
         claims, config = draw(rng, CLAIM_CHOICES), draw(rng, CONFIG_CHOICES)
-        token = token_for(claims, now)
+        token = hand_signed_token(claims, now)
         expected, actual = pyjwt_verdict(token, config), our_verdict(token, config)
         outcomes.add(expected if isinstance(expected, type) else "accepted")
         if expected != actual:
@@ -144,5 +144,5 @@ def test_precedence_and_edges_match_pyjwt_decode(
 ) -> None:
     full_config = {"AUDIENCE": None, "ISSUER": None, "LEEWAY": 0, "REQUIRED_CLAIMS": ()}
     full_config.update(config)
-    token = token_for({"user_id": "1", **claims}, int(time.time()))
+    token = hand_signed_token({"user_id": "1", **claims}, int(time.time()))
     assert our_verdict(token, full_config) == pyjwt_verdict(token, full_config)

@@ -18,9 +18,9 @@ from typing import IO
 
 import pytest
 
-from tests.conftest import claims_for, hs_token
 from tests.e2e.pages import ChatPage
 from tests.e2e.server import ACCESS_TOKEN_SECONDS, EXAMPLE_DIR, ExampleServer
+from tests.harness import claims_for, hs_token
 
 pytestmark = pytest.mark.e2e
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,19 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
-from tests.conftest import claims_for, hs_token
+from tests import harness
+from tests.harness import MARKER
 from tests.live.conftest import REPO_ROOT, LiveServer, LiveUsers, running_server, server_environment
 from tests.live.server_settings import SIGNING_KEY
 from tests.live.servers import SERVERS
+
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
 
 pytestmark = pytest.mark.live
 
 APPLICATION = "tests.live.asgi_app_guard:application"
 PATH = "/ws/guard/"
-MARKER = "access_token"
 #: Seconds any single client step (handshake, frame) may take.
 TIMEOUT = 5.0
 #: How long after ``exp`` the client may see the expiry close (the issue's bound).
@@ -74,11 +78,6 @@ def other_user(live_dir: Path, live_users: LiveUsers) -> int:
     if completed.returncode != 0:
         pytest.fail(f"creating the second live user failed:\n{completed.stderr}")
     return int(completed.stdout.strip().splitlines()[-1])
-
-
-def token_for(user_id: int, **claims: Any) -> str:
-    """An HS256 access token for ``user_id``, signed with the live servers' key."""
-    return hs_token(claims_for(user_id, **claims), key=SIGNING_KEY)
 
 
 def exp_after(lead: float = LEAD) -> int:

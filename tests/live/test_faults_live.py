@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
-from tests.conftest import claims_for, hs_token
+from tests import harness
+from tests.harness import greeting_or_close, log_containing, open_socket, own_address, tagged
 from tests.live.asgi_app_faults import HANG_TIMEOUT, RATE_COUNT
 from tests.live.conftest import (
     LiveServer,
@@ -33,10 +33,12 @@ from tests.live.conftest import (
 from tests.live.server_settings import SIGNING_KEY
 from tests.live.servers import BEHAVIOUR, SERVERS
 
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
+
 pytestmark = pytest.mark.live
 
 APPLICATION = "tests.live.asgi_app_faults:application"
-MARKER = "access_token"
 #: Seconds any single client step (handshake, frame, close, log line) may take.
 TIMEOUT = 5.0
 #: How late after the route's ``AUTH_TIMEOUT_SECONDS`` the close may reach the client.
@@ -67,51 +69,12 @@ def fault_server(
 # Helpers.
 
 
-def token_for(user_id: int, **claims: Any) -> str:
-    """An HS256 access token for ``user_id``, signed with the live servers' key."""
-    return hs_token(claims_for(user_id, **claims), key=SIGNING_KEY)
-
-
-def tagged(route: str) -> str:
-    """A path under ``route`` no other connection uses, to find this one in the log."""
-    return f"/ws/{route}/{random.getrandbits(64):016x}/"
-
-
-def own_address() -> str:
-    """A loopback address for one test's connections (never 127.0.0.1, shared by the rest)."""
-    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
-
-
-def open_connection(server: LiveServer, path: str, credential: str, address: str) -> connect:
-    """``websockets`` ``connect`` from ``address``, offering ``credential`` as a subprotocol."""
-    return connect(
-        server.url(path),
-        subprotocols=[MARKER, credential],  # type: ignore[list-item]
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-        local_addr=(address, 0),
-    )
-
-
-async def handshake(
-    server: LiveServer, path: str, credential: str, address: str = "127.0.0.1"
-) -> Any:
-    """Connect: the greeting frame (a dict) if the socket opens, else ``(code, reason)``."""
-    async with open_connection(server, path, credential, address) as ws:
-        try:
-            return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        except ConnectionClosed as closed:
-            frame = closed.rcvd
-    assert frame is not None, "no close frame received"
-    return frame.code, frame.reason
-
-
 async def upgrade_status(
     server: LiveServer, path: str, credential: str, address: str
 ) -> tuple[int, Any]:
     """Connect: ``(101, greeting)`` if upgraded, else the refusal's status and JSON body."""
     try:
-        async with open_connection(server, path, credential, address) as ws:
+        async with open_socket(server.url(path), credential, address=address) as ws:
             return 101, json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
     except InvalidStatus as refused:
         response = refused.response
@@ -122,16 +85,6 @@ async def upgrade_status(
 def closed_with(server: LiveServer, code: int, reason: str) -> tuple[int, str]:
     """The ``(code, reason)`` the client sees from ``server`` (daphne drops reasons)."""
     return code, reason if BEHAVIOUR[server.name].passes_close_reasons else ""
-
-
-async def log_containing(server: LiveServer, fragment: str) -> str:
-    """The server's log once ``fragment`` has appeared in it."""
-    deadline = time.monotonic() + TIMEOUT
-    while fragment not in (log := server.log()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{fragment!r} never appeared in the {server.name} log:\n{log}")
-        await asyncio.sleep(0.02)
-    return log
 
 
 # The database goes away under a running server.
@@ -158,7 +111,9 @@ async def test_database_outage_closes_4503_not_anonymous(
     fault_server: LiveServer, fault_users: LiveUsers, fault_dir: Path
 ) -> None:
     with database_moved_away(fault_dir) as database:
-        outcome = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+        outcome = await greeting_or_close(
+            fault_server.url("/ws/echo/"), token_for(fault_users.active), address="127.0.0.1"
+        )
         # The lookup really reached SQLite, which made an empty database in the old place.
         assert database.stat().st_size == 0
 
@@ -171,8 +126,10 @@ async def test_database_outage_is_logged_as_a_lookup_failure_without_the_token(
     path = tagged("echo")
     token = token_for(fault_users.active)
     with database_moved_away(fault_dir):
-        await handshake(fault_server, path, token)
-        log = await log_containing(fault_server, f"code=4503 source=subprotocol path={path} ")
+        await greeting_or_close(fault_server.url(path), token, address="127.0.0.1")
+        log = await log_containing(
+            fault_server.log, f"code=4503 source=subprotocol path={path} ", name=fault_server.name
+        )
 
     assert "user lookup failed (OperationalError)" in log
     assert token not in log
@@ -182,8 +139,12 @@ async def test_server_recovers_once_the_database_is_back(
     fault_server: LiveServer, fault_users: LiveUsers, fault_dir: Path
 ) -> None:
     with database_moved_away(fault_dir):
-        during = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
-    after = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+        during = await greeting_or_close(
+            fault_server.url("/ws/echo/"), token_for(fault_users.active), address="127.0.0.1"
+        )
+    after = await greeting_or_close(
+        fault_server.url("/ws/echo/"), token_for(fault_users.active), address="127.0.0.1"
+    )
 
     assert during == closed_with(fault_server, 4503, "auth_unavailable")
     assert after == {"user": fault_users.active}
@@ -196,7 +157,9 @@ async def test_hanging_resolver_closes_4503_within_the_routes_timeout(
     fault_server: LiveServer, fault_users: LiveUsers
 ) -> None:
     started = time.monotonic()
-    outcome = await handshake(fault_server, "/ws/hang/", token_for(fault_users.active))
+    outcome = await greeting_or_close(
+        fault_server.url("/ws/hang/"), token_for(fault_users.active), address="127.0.0.1"
+    )
     elapsed = time.monotonic() - started
 
     assert outcome == closed_with(fault_server, 4503, "auth_unavailable")
@@ -206,9 +169,13 @@ async def test_hanging_resolver_closes_4503_within_the_routes_timeout(
 async def test_good_connection_right_after_a_hang_is_served(
     fault_server: LiveServer, fault_users: LiveUsers
 ) -> None:
-    await handshake(fault_server, "/ws/hang/", token_for(fault_users.active))
+    await greeting_or_close(
+        fault_server.url("/ws/hang/"), token_for(fault_users.active), address="127.0.0.1"
+    )
 
-    outcome = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+    outcome = await greeting_or_close(
+        fault_server.url("/ws/echo/"), token_for(fault_users.active), address="127.0.0.1"
+    )
 
     assert outcome == {"user": fault_users.active}
 
@@ -217,9 +184,13 @@ async def test_good_connection_is_served_while_another_hangs(
     fault_server: LiveServer, fault_users: LiveUsers
 ) -> None:
     hanging = asyncio.create_task(
-        handshake(fault_server, "/ws/hang/", token_for(fault_users.active))
+        greeting_or_close(
+            fault_server.url("/ws/hang/"), token_for(fault_users.active), address="127.0.0.1"
+        )
     )
-    outcome = await handshake(fault_server, "/ws/echo/", token_for(fault_users.active))
+    outcome = await greeting_or_close(
+        fault_server.url("/ws/echo/"), token_for(fault_users.active), address="127.0.0.1"
+    )
     still_hanging = not hanging.done()
 
     assert outcome == {"user": fault_users.active}
@@ -235,11 +206,13 @@ async def test_good_token_after_too_many_failures_is_refused_4429(
 ) -> None:
     address = own_address()
     failures = [
-        await handshake(fault_server, "/ws/limited/", "not-a-jwt", address)
+        await greeting_or_close(fault_server.url("/ws/limited/"), "not-a-jwt", address=address)
         for _ in range(RATE_COUNT)
     ]
 
-    outcome = await handshake(fault_server, "/ws/limited/", token_for(fault_users.active), address)
+    outcome = await greeting_or_close(
+        fault_server.url("/ws/limited/"), token_for(fault_users.active), address=address
+    )
 
     assert failures == [closed_with(fault_server, 4400, "token_malformed")] * RATE_COUNT
     assert outcome == closed_with(fault_server, 4429, "rate_limited")
@@ -250,9 +223,11 @@ async def test_other_addresses_are_not_limited(
 ) -> None:
     limited, other = own_address(), own_address()
     for _ in range(RATE_COUNT):
-        await handshake(fault_server, "/ws/limited/", "not-a-jwt", limited)
+        await greeting_or_close(fault_server.url("/ws/limited/"), "not-a-jwt", address=limited)
 
-    outcome = await handshake(fault_server, "/ws/limited/", token_for(fault_users.active), other)
+    outcome = await greeting_or_close(
+        fault_server.url("/ws/limited/"), token_for(fault_users.active), address=other
+    )
 
     assert outcome == {"user": fault_users.active}
 
@@ -262,12 +237,16 @@ async def test_rate_limited_line_names_the_address_and_not_the_token(
 ) -> None:
     address, path = own_address(), tagged("limited")
     for _ in range(RATE_COUNT):
-        await handshake(fault_server, path, "not-a-jwt", address)
+        await greeting_or_close(fault_server.url(path), "not-a-jwt", address=address)
     token = token_for(fault_users.active)
 
-    await handshake(fault_server, path, token, address)
+    await greeting_or_close(fault_server.url(path), token, address=address)
 
-    log = await log_containing(fault_server, f"code=4429 source=- path={path} client={address}:")
+    log = await log_containing(
+        fault_server.log,
+        f"code=4429 source=- path={path} client={address}:",
+        name=fault_server.name,
+    )
     assert token not in log
 
 

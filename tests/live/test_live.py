@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +20,22 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close
 
-from tests.conftest import claims_for, hs_token
+from tests import harness
+from tests.harness import MARKER, log_containing, tagged
 from tests.live.asgi_app import REVOKED_JTI_PREFIX
 from tests.live.conftest import LiveServer, LiveUsers, running_server
 from tests.live.server_settings import SIGNING_KEY
 from tests.live.servers import BEHAVIOUR, GRANIAN_DEFAULT_INTERFACE
 
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
+expired_token_for = partial(harness.expired_token_for, key=SIGNING_KEY, expired_for=60)
+
 pytestmark = pytest.mark.live
 
 #: Seconds any single client step (handshake, frame, close, log line) may take.
 TIMEOUT = 5.0
-MARKER = "access_token"
 DENIAL_EXTENSION = "websocket.http.response"
-
-
-def token_for(user_id: int, *, key: str = SIGNING_KEY, **overrides: Any) -> str:
-    """An HS256 access token for ``user_id``, signed with the live servers' key."""
-    return hs_token(claims_for(user_id, **overrides), key=key)
-
-
-def expired_token_for(user_id: int) -> str:
-    """An access token for ``user_id`` whose ``exp`` passed a minute ago."""
-    now = int(time.time())
-    return token_for(user_id, iat=now - 360, exp=now - 60)
-
-
-def tagged(route: str) -> str:
-    """A path under ``route`` that no other connection uses, to find this one in the log."""
-    return f"/ws/{route}/{uuid.uuid4().hex}/"
 
 
 def open_connection(
@@ -101,18 +89,6 @@ async def refused_upgrade(
         async with open_connection(server, path, subprotocols):
             pass
     return refused.value
-
-
-async def log_containing(server: LiveServer, fragment: str) -> str:
-    """The server's log once ``fragment`` has appeared in it."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        log = server.log()
-        if fragment in log:
-            return log
-        if time.monotonic() > deadline:
-            pytest.fail(f"{fragment!r} never appeared in the {server.name} log:\n{log}")
-        await asyncio.sleep(0.02)
 
 
 # The handshake that succeeds: the marker is echoed, the token reaches nobody.
@@ -348,7 +324,7 @@ async def test_granian_without_interface_asgi_refuses_every_handshake(
     with running_server(GRANIAN_DEFAULT_INTERFACE, live_dir) as server:
         token = token_for(live_users.active)
         refused = await refused_upgrade(server, "/ws/echo/", [MARKER, token])
-        log = await log_containing(server, "TypeError")
+        log = await log_containing(server.log, "TypeError", name=server.name)
 
     assert refused.response.status_code == 403
     # RSGI calls the application with (scope, protocol): ASGI's send is missing.
@@ -367,13 +343,17 @@ async def test_subprotocol_token_never_in_server_log(
         token = expired_token_for(live_users.active)
         await closed_after_upgrade(asgi_server, path, [MARKER, token])
         # The middleware's rejection line, logged before the server sends its 101.
-        log = await log_containing(asgi_server, f"code=4440 source=subprotocol path={path} ")
+        log = await log_containing(
+            asgi_server.log, f"code=4440 source=subprotocol path={path} ", name=asgi_server.name
+        )
     else:
         token = token_for(live_users.active)
         async with open_connection(asgi_server, path, [MARKER, token]) as ws:
             await receive_json(ws)
         log = await log_containing(
-            asgi_server, BEHAVIOUR[asgi_server.name].handshake_log_line.format(path=path)
+            asgi_server.log,
+            BEHAVIOUR[asgi_server.name].handshake_log_line.format(path=path),
+            name=asgi_server.name,
         )
 
     assert token not in log
@@ -388,7 +368,9 @@ async def test_query_token_in_server_log_only_where_server_logs_query_strings(
         await receive_json(ws)
 
     log = await log_containing(
-        asgi_server, BEHAVIOUR[asgi_server.name].handshake_log_line.format(path=path)
+        asgi_server.log,
+        BEHAVIOUR[asgi_server.name].handshake_log_line.format(path=path),
+        name=asgi_server.name,
     )
 
     assert (token in log) is BEHAVIOUR[asgi_server.name].logs_query_string
@@ -401,11 +383,13 @@ async def test_denial_is_logged_by_the_server_without_an_error_of_ours(
     denied, after = tagged("deny"), tagged("echo")
     await refused_upgrade(asgi_server, denied, [MARKER, expired_token_for(live_users.active)])
     denial_line = behaviour.denial_log_line.format(path=denied)
-    await log_containing(asgi_server, denial_line)
+    await log_containing(asgi_server.log, denial_line, name=asgi_server.name)
     # A connection served after the denial bounds what the server logged about it.
     async with open_connection(asgi_server, after, [MARKER, token_for(live_users.active)]) as ws:
         await receive_json(ws)
-    log = await log_containing(asgi_server, behaviour.handshake_log_line.format(path=after))
+    log = await log_containing(
+        asgi_server.log, behaviour.handshake_log_line.format(path=after), name=asgi_server.name
+    )
 
     logged_meanwhile = log[log.index(denial_line) : log.index(after)]
     if behaviour.denial_error_line is not None:
@@ -428,4 +412,4 @@ async def test_server_log_says_how_it_took_the_missing_lifespan_support(
     if line is None:
         assert "lifespan" not in asgi_server.log().lower()
     else:
-        await log_containing(asgi_server, line)
+        await log_containing(asgi_server.log, line, name=asgi_server.name)

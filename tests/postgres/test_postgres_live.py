@@ -12,25 +12,25 @@ asserted here, so a change in Django, Channels or psycopg shows up.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import claims_for, hs_token
+from tests import harness
+from tests.harness import claims_for, greeting_or_close, hs_token, log_containing, tagged
 from tests.postgres.conftest import DATABASE, PostgresSite, PostgresUsers
 from tests.postgres.server import PostgresServer
 from tests.postgres.server_settings import SIGNING_KEY
 
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
+
 pytestmark = [pytest.mark.postgresql, pytest.mark.live]
 
-MARKER = "access_token"
 #: Seconds any single client step (handshake, frame, close, log line) may take.
 TIMEOUT = 5.0
 #: A refused database is answered at once: well within this, and far below the 10 s
@@ -41,35 +41,9 @@ REJECTED = (4403, "user_rejected")
 INVALID = (4401, "token_invalid")
 
 
-def token_for(user_id: Any, **claims: Any) -> str:
-    """An HS256 access token for ``user_id``, signed with the servers' key."""
-    return hs_token(claims_for(user_id, **claims), key=SIGNING_KEY)
-
-
-def tagged() -> str:
-    """A path no other connection uses, to find this one in the log."""
-    return f"/ws/pg/{uuid.uuid4().hex}/"
-
-
-async def handshake(site: PostgresSite, token: str, path: str = "/ws/pg/") -> Any:
-    """Connect: the greeting frame (a dict) if the socket opens, else ``(code, reason)``."""
-    async with connect(
-        site.server.url(path),
-        subprotocols=[MARKER, token],  # type: ignore[list-item]
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-    ) as ws:
-        try:
-            return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        except ConnectionClosed as closed:
-            frame = closed.rcvd
-    assert frame is not None, "no close frame received"
-    return frame.code, frame.reason
-
-
 async def greeting(site: PostgresSite) -> dict[str, Any]:
     """A handshake of the active user that must succeed: its greeting frame."""
-    outcome = await handshake(site, token_for(site.users.active))
+    outcome = await greeting_or_close(site.server.url("/ws/pg/"), token_for(site.users.active))
     assert isinstance(outcome, dict), outcome
     return outcome
 
@@ -77,16 +51,6 @@ async def greeting(site: PostgresSite) -> dict[str, Any]:
 def active_user(site: PostgresSite) -> dict[str, Any]:
     """The ``user`` of the active user's greeting."""
     return {"pk": site.users.active, "username": "carol-pg", "active": True}
-
-
-async def log_containing(site: PostgresSite, fragment: str) -> str:
-    """uvicorn's log once ``fragment`` has appeared in it."""
-    deadline = time.monotonic() + TIMEOUT
-    while fragment not in (log := site.server.log()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"{fragment!r} never appeared in the uvicorn log:\n{log}")
-        await asyncio.sleep(0.02)
-    return log
 
 
 async def open_connections_become(postgres: PostgresServer, expected: int) -> int:
@@ -149,7 +113,10 @@ async def test_refused_users_and_ids(
 ) -> None:
     claims = claims_for()
     claims["user_id"] = user_id(site.users)
-    assert await handshake(site, hs_token(claims, key=SIGNING_KEY)) == expected
+    assert (
+        await greeting_or_close(site.server.url("/ws/pg/"), hs_token(claims, key=SIGNING_KEY))
+        == expected
+    )
 
 
 # Connections.
@@ -174,9 +141,9 @@ async def test_database_down_closes_4503_promptly_and_the_next_handshake_is_serv
     await greeting(site)  # a persistent connection, where the mode keeps one
     async with database_stopped(site.postgres):
         started = time.monotonic()
-        during = await handshake(site, token_for(site.users.active))
+        during = await greeting_or_close(site.server.url("/ws/pg/"), token_for(site.users.active))
         elapsed = time.monotonic() - started
-    after = await handshake(site, token_for(site.users.active))
+    after = await greeting_or_close(site.server.url("/ws/pg/"), token_for(site.users.active))
 
     assert during == UNAVAILABLE
     assert elapsed < PROMPT
@@ -187,10 +154,12 @@ async def test_database_down_closes_4503_promptly_and_the_next_handshake_is_serv
 async def test_database_down_is_logged_as_a_lookup_failure_without_token_or_traceback(
     site: PostgresSite,
 ) -> None:
-    path, token = tagged(), token_for(site.users.active)
+    path, token = tagged("pg"), token_for(site.users.active)
     async with database_stopped(site.postgres):
-        await handshake(site, token, path)
-        log = await log_containing(site, f"code=4503 source=subprotocol path={path} ")
+        await greeting_or_close(site.server.url(path), token)
+        log = await log_containing(
+            site.server.log, f"code=4503 source=subprotocol path={path} ", name="uvicorn"
+        )
 
     (line,) = [line for line in log.splitlines() if f"path={path} " in line and "4503" in line]
     assert "user lookup failed (OperationalError)" in log
@@ -206,8 +175,8 @@ async def test_handshakes_succeed_after_a_restart_no_handshake_saw(site: Postgre
     async with database_stopped(site.postgres):
         pass
 
-    first = await handshake(site, token_for(site.users.active))
-    second = await handshake(site, token_for(site.users.active))
+    first = await greeting_or_close(site.server.url("/ws/pg/"), token_for(site.users.active))
+    second = await greeting_or_close(site.server.url("/ws/pg/"), token_for(site.users.active))
 
     if site.mode.refuses_first_after_restart:
         assert first == UNAVAILABLE
@@ -224,8 +193,8 @@ async def test_handshakes_succeed_after_the_connections_are_terminated(
     await open_connections_become(site.postgres, kept_open)
 
     terminated = await asyncio.to_thread(site.postgres.terminate_backends, DATABASE)
-    first = await handshake(site, token_for(site.users.active))
-    second = await handshake(site, token_for(site.users.active))
+    first = await greeting_or_close(site.server.url("/ws/pg/"), token_for(site.users.active))
+    second = await greeting_or_close(site.server.url("/ws/pg/"), token_for(site.users.active))
 
     assert terminated == kept_open
     if site.mode.refuses_first_after_restart:

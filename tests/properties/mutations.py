@@ -32,8 +32,8 @@ from typing import Any
 import jwt
 from hypothesis import strategies as st
 
-from tests.conftest import public_pem
-from tests.test_advisory import b64u, compact_json, unb64u
+from tests.catalogue.kit import b64u, compact_json, unb64u
+from tests.harness import public_pem
 
 BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 HMAC_DIGESTS: dict[str, Callable[..., Any]] = {

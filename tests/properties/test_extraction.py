@@ -37,9 +37,9 @@ from channels_jwt.sources import (
     SOURCES,
     ExtractionRules,
 )
+from tests.harness import MARKER
 from tests.properties.profiles import examples
 
-MARKER = "access_token"
 PARAM = "token"
 COOKIE = "jwt"
 SITE = "https://site.test"

@@ -1,7 +1,7 @@
 """Properties of the whole middleware: hostile tokens and scopes through ``JWTAuthMiddleware``.
 
 Each example drives one real handshake through the middleware with a hand-built scope
-(``asgiref``'s ``ApplicationCommunicator``, as ``tests/test_advisory.py`` does), with tokens
+(``asgiref``'s ``ApplicationCommunicator``, as ``tests/catalogue/kit.py`` does), with tokens
 signed by real keys (HS256, and RS256/ES256/EdDSA with the session keys), a real database
 holding user 1 (active) and user 2 (inactive), and asserts:
 
@@ -44,8 +44,10 @@ from hypothesis import strategies as st
 
 from channels_jwt import JWTAuthMiddleware
 from channels_jwt.exceptions import REASONS, CloseCode
-from tests.conftest import (
+from tests.catalogue.kit import asymmetric_jws, compact_json, counted_queries, fragments, hmac_jws
+from tests.harness import (
     HS_KEY,
+    MARKER,
     Keys,
     RecordingApp,
     claims_for,
@@ -70,9 +72,7 @@ from tests.properties.mutations import (
     mutation_chains,
 )
 from tests.properties.profiles import examples
-from tests.test_advisory import asymmetric_jws, compact_json, counted_queries, fragments, hmac_jws
 
-MARKER = "access_token"
 PATH = "/ws/chat/"
 #: A generous bound for one handshake (the advisory tests use 50 ms; this also runs under
 #: coverage on a shared 2-core machine). A slow case is retried before the bound fails it.

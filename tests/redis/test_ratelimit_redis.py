@@ -12,14 +12,13 @@ read-only (a replica: the check works, counting a failure is refused) and holdin
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import random
 import shutil
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +27,29 @@ import redis
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings as django_settings
 from django.test import override_settings
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from channels_jwt import JWTAuthMiddleware
 from channels_jwt.users import token_user
-from tests.conftest import RecordingApp, claims_for, hs_token, websocket_scope
+from tests import harness
+from tests.harness import (
+    MARKER,
+    RecordingApp,
+    greeting_or_close,
+    own_address,
+    warnings_of,
+    websocket_scope,
+)
 from tests.processes import free_port, stop
 from tests.redis.asgi_app_ratelimit import MANY_COUNT, RATE_COUNT
 from tests.redis.conftest import RedisServer, RedisUsers, Server, uvicorn_pair
 from tests.redis.server_settings import SIGNING_KEY
 
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
+
 pytestmark = pytest.mark.live
 
 APPLICATION = "tests.redis.asgi_app_ratelimit:application"
-MARKER = "access_token"
 #: Seconds any single client step (handshake, frame, PING) may take.
 TIMEOUT = 5.0
 #: The ``AUTH_TIMEOUT_SECONDS`` of the in-process tests, and the slack over it.
@@ -62,41 +69,19 @@ def limited_servers(
         yield pair
 
 
-def token_for(user_id: int) -> str:
-    """A valid access token for ``user_id``, signed with the servers' key."""
-    return hs_token(claims_for(user_id), key=SIGNING_KEY)
-
-
-def own_address() -> str:
-    """A loopback address for one test's connections (never 127.0.0.1, shared by the rest)."""
-    return f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(1, 254)}"
-
-
-async def handshake(server: Server, path: str, credential: str, address: str) -> Any:
-    """Connect from ``address``: the greeting (a dict) if the socket opens, else the close."""
-    async with connect(
-        server.url(path),
-        subprotocols=[MARKER, credential],  # type: ignore[list-item]
-        open_timeout=TIMEOUT,
-        close_timeout=TIMEOUT,
-        local_addr=(address, 0),
-    ) as ws:
-        try:
-            return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        except ConnectionClosed as closed:
-            frame = closed.rcvd
-    assert frame is not None, "no close frame received"
-    return frame.code, frame.reason
-
-
 async def test_failures_on_one_process_limit_the_address_on_the_other(
     limited_servers: tuple[Server, Server], redis_users: RedisUsers, redis_server: RedisServer
 ) -> None:
     a, b = limited_servers
     address = own_address()
-    failures = [await handshake(a, "/ws/limited/", "not-a-jwt", address) for _ in range(RATE_COUNT)]
+    failures = [
+        await greeting_or_close(a.url("/ws/limited/"), "not-a-jwt", address=address)
+        for _ in range(RATE_COUNT)
+    ]
 
-    outcome = await handshake(b, "/ws/limited/", token_for(redis_users.alice), address)
+    outcome = await greeting_or_close(
+        b.url("/ws/limited/"), token_for(redis_users.alice), address=address
+    )
 
     assert failures == [MALFORMED] * RATE_COUNT
     assert outcome == LIMITED
@@ -108,18 +93,20 @@ async def test_other_addresses_stay_welcome_on_both_processes(
     a, b = limited_servers
     limited_address = own_address()
     for server in (a, b, a)[:RATE_COUNT]:
-        await handshake(server, "/ws/limited/", "not-a-jwt", limited_address)
+        await greeting_or_close(server.url("/ws/limited/"), "not-a-jwt", address=limited_address)
     other = own_address()
 
     outcomes = [
-        await handshake(server, "/ws/limited/", token_for(redis_users.bob), other)
+        await greeting_or_close(
+            server.url("/ws/limited/"), token_for(redis_users.bob), address=other
+        )
         for server in (a, b)
     ]
 
     assert outcomes == [{"user": redis_users.bob}] * 2
-    assert await handshake(a, "/ws/limited/", token_for(redis_users.bob), limited_address) == (
-        LIMITED
-    )
+    assert await greeting_or_close(
+        a.url("/ws/limited/"), token_for(redis_users.bob), address=limited_address
+    ) == (LIMITED)
 
 
 async def test_concurrent_failures_on_both_processes_are_counted_exactly(
@@ -130,17 +117,23 @@ async def test_concurrent_failures_on_both_processes_are_counted_exactly(
     path = "/ws/limited-many/"
     # One short of the count, at once, alternating between the processes.
     failures = await asyncio.gather(
-        *(handshake((a, b)[n % 2], path, "not-a-jwt", address) for n in range(MANY_COUNT - 1))
+        *(
+            greeting_or_close((a, b)[n % 2].url(path), "not-a-jwt", address=address)
+            for n in range(MANY_COUNT - 1)
+        )
     )
     assert failures == [MALFORMED] * (MANY_COUNT - 1)
 
     # Not over-counted: one failure short, a good token still gets in ...
-    assert await handshake(a, path, token_for(redis_users.alice), address) == {
+    assert await greeting_or_close(a.url(path), token_for(redis_users.alice), address=address) == {
         "user": redis_users.alice
     }
     # ... and none lost: one more failure reaches the count.
-    assert await handshake(b, path, "not-a-jwt", address) == MALFORMED
-    assert await handshake(a, path, token_for(redis_users.alice), address) == LIMITED
+    assert await greeting_or_close(b.url(path), "not-a-jwt", address=address) == MALFORMED
+    assert (
+        await greeting_or_close(a.url(path), token_for(redis_users.alice), address=address)
+        == LIMITED
+    )
 
 
 async def test_limit_check_fails_closed_while_redis_is_down(
@@ -149,7 +142,9 @@ async def test_limit_check_fails_closed_while_redis_is_down(
     a, _ = limited_servers
     redis_server.stop()
 
-    outcome = await handshake(a, "/ws/limited/", token_for(redis_users.alice), own_address())
+    outcome = await greeting_or_close(
+        a.url("/ws/limited/"), token_for(redis_users.alice), address=own_address()
+    )
 
     assert outcome == (4503, "auth_unavailable")
 
@@ -159,11 +154,15 @@ async def test_handshakes_succeed_again_once_redis_is_back(
 ) -> None:
     a, b = limited_servers
     redis_server.stop()
-    during = await handshake(a, "/ws/limited/", token_for(redis_users.alice), own_address())
+    during = await greeting_or_close(
+        a.url("/ws/limited/"), token_for(redis_users.alice), address=own_address()
+    )
     redis_server.start()
 
     outcomes = [
-        await handshake(server, "/ws/limited/", token_for(redis_users.alice), own_address())
+        await greeting_or_close(
+            server.url("/ws/limited/"), token_for(redis_users.alice), address=own_address()
+        )
         for server in (a, b)
     ]
 
@@ -279,14 +278,6 @@ async def close_of(app: JWTAuthMiddleware, credential: str) -> Any:
     close = await communicator.receive_output(TIMEOUT)
     await communicator.wait(TIMEOUT)
     return close["code"], close["reason"]
-
-
-def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [
-        record.getMessage()
-        for record in caplog.records
-        if record.name == "channels_jwt" and record.levelno == logging.WARNING
-    ]
 
 
 async def test_refused_write_keeps_the_code_and_logs_a_warning(

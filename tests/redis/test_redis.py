@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from typing import Any
+from functools import partial
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
@@ -21,14 +21,17 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close
 
 from channels_jwt.revocation import denylist_key
-from tests.conftest import claims_for, hs_token
+from tests import harness
+from tests.harness import MARKER, claims_for, hs_token
 from tests.redis.conftest import RedisServer, RedisUsers, Server, ThirdProcess
 from tests.redis.server_settings import SIGNING_KEY
+
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
 
 pytestmark = pytest.mark.live
 
 PATH = "/ws/echo/"
-MARKER = "access_token"
 #: Seconds any single client step (handshake, frame) may take.
 TIMEOUT = 5.0
 #: Seconds a live revocation may take to reach a socket. Usually a few milliseconds, but with
@@ -37,15 +40,6 @@ TIMEOUT = 5.0
 CLOSE_TIMEOUT = 10.0
 REVOKED = (4441, "token_revoked")
 UNAVAILABLE = (4503, "auth_unavailable")
-
-
-def token_claims(user_id: int, **overrides: Any) -> dict[str, Any]:
-    return claims_for(user_id, **overrides)
-
-
-def token_for(claims: dict[str, Any]) -> str:
-    """An HS256 token with ``claims``, signed with the servers' key."""
-    return hs_token(claims, key=SIGNING_KEY)
 
 
 @pytest.fixture
@@ -123,8 +117,7 @@ async def test_disconnect_user_from_a_third_process_closes_the_users_sockets_on_
     sockets: AsyncExitStack,
 ) -> None:
     alices = [
-        await open_socket(sockets, server, token_for(token_claims(redis_users.alice)))
-        for server in servers
+        await open_socket(sockets, server, token_for(redis_users.alice)) for server in servers
     ]
 
     third_process("disconnect-user", str(redis_users.alice))
@@ -140,13 +133,9 @@ async def test_disconnect_user_from_a_third_process_leaves_other_users_sockets_o
     sockets: AsyncExitStack,
 ) -> None:
     alices = [
-        await open_socket(sockets, server, token_for(token_claims(redis_users.alice)))
-        for server in servers
+        await open_socket(sockets, server, token_for(redis_users.alice)) for server in servers
     ]
-    bobs = [
-        await open_socket(sockets, server, token_for(token_claims(redis_users.bob)))
-        for server in servers
-    ]
+    bobs = [await open_socket(sockets, server, token_for(redis_users.bob)) for server in servers]
 
     third_process("disconnect-user", str(redis_users.alice))
     await closes_of(alices, "disconnect_user")  # both servers have handled it by now
@@ -161,7 +150,7 @@ async def test_revoke_token_from_a_third_process_closes_that_tokens_sockets(
     third_process: ThirdProcess,
     sockets: AsyncExitStack,
 ) -> None:
-    token = token_for(token_claims(redis_users.alice))
+    token = token_for(redis_users.alice)
     revoked = [await open_socket(sockets, server, token) for server in servers]
 
     third_process("revoke-token", stdin=token)
@@ -176,11 +165,10 @@ async def test_revoke_token_from_a_third_process_leaves_the_users_other_tokens_o
     third_process: ThirdProcess,
     sockets: AsyncExitStack,
 ) -> None:
-    token = token_for(token_claims(redis_users.alice))
+    token = token_for(redis_users.alice)
     revoked = [await open_socket(sockets, server, token) for server in servers]
     others = [
-        await open_socket(sockets, server, token_for(token_claims(redis_users.alice)))
-        for server in servers
+        await open_socket(sockets, server, token_for(redis_users.alice)) for server in servers
     ]
 
     third_process("revoke-token", stdin=token)
@@ -195,7 +183,7 @@ async def test_revoked_token_is_refused_at_the_next_handshake_on_both_servers(
     redis_server: RedisServer,
     third_process: ThirdProcess,
 ) -> None:
-    token = token_for(token_claims(redis_users.alice))
+    token = token_for(redis_users.alice)
 
     third_process("revoke-token", stdin=token)
 
@@ -205,9 +193,9 @@ async def test_revoked_token_is_refused_at_the_next_handshake_on_both_servers(
 async def test_denylist_entry_in_redis_expires_with_the_token(
     redis_users: RedisUsers, redis_server: RedisServer, third_process: ThirdProcess
 ) -> None:
-    claims = token_claims(redis_users.alice, exp=int(time.time()) + 120)
+    claims = claims_for(redis_users.alice, exp=int(time.time()) + 120)
 
-    third_process("revoke-token", stdin=token_for(claims))
+    third_process("revoke-token", stdin=hs_token(claims, key=SIGNING_KEY))
 
     # Django's cache keys are "<KEY_PREFIX>:<VERSION>:<key>", so ":1:<key>" by default.
     client = redis_server.client()
@@ -225,8 +213,7 @@ async def test_established_sockets_are_closed_with_4503_when_redis_stops(
     sockets: AsyncExitStack,
 ) -> None:
     established = [
-        await open_socket(sockets, server, token_for(token_claims(redis_users.alice)))
-        for server in servers
+        await open_socket(sockets, server, token_for(redis_users.alice)) for server in servers
     ]
 
     redis_server.stop()
@@ -239,10 +226,7 @@ async def test_new_handshakes_get_4503_while_redis_is_down(
 ) -> None:
     redis_server.stop()
 
-    closes = [
-        await handshake_close(server, token_for(token_claims(redis_users.alice)))
-        for server in servers
-    ]
+    closes = [await handshake_close(server, token_for(redis_users.alice)) for server in servers]
 
     assert closes == [UNAVAILABLE, UNAVAILABLE]
 
@@ -251,20 +235,13 @@ async def test_handshakes_succeed_again_after_redis_restarts(
     servers: tuple[Server, Server], redis_users: RedisUsers, redis_server: RedisServer
 ) -> None:
     # A handshake first, so each server holds pooled Redis connections that the restart breaks.
-    before = [
-        await handshake_close(server, token_for(token_claims(redis_users.alice)))
-        for server in servers
-    ]
+    before = [await handshake_close(server, token_for(redis_users.alice)) for server in servers]
     redis_server.stop()
-    while_down = [
-        await handshake_close(server, token_for(token_claims(redis_users.alice)))
-        for server in servers
-    ]
+    while_down = [await handshake_close(server, token_for(redis_users.alice)) for server in servers]
 
     redis_server.start()
     after_restart = [
-        await handshake_close(server, token_for(token_claims(redis_users.alice)))
-        for server in servers
+        await handshake_close(server, token_for(redis_users.alice)) for server in servers
     ]
 
     assert before == [None, None]
@@ -282,8 +259,7 @@ async def test_live_revocation_works_again_after_redis_restarts(
     redis_server.stop()
     redis_server.start()
     alices = [
-        await open_socket(sockets, server, token_for(token_claims(redis_users.alice)))
-        for server in servers
+        await open_socket(sockets, server, token_for(redis_users.alice)) for server in servers
     ]
 
     third_process("disconnect-user", str(redis_users.alice))

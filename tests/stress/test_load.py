@@ -18,20 +18,24 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from tests.conftest import claims_for, hs_token
+from tests import harness
+from tests.harness import MARKER, claims_for, hs_token
 from tests.live.server_settings import SIGNING_KEY
 from tests.stress.conftest import LoadServer, LoadUsers, run_setup
+
+#: Tokens signed with this suite's servers' key.
+token_for = partial(harness.token_for, key=SIGNING_KEY)
 
 pytestmark = pytest.mark.stress
 
 PATH = "/ws/guard/"
-MARKER = "access_token"
 #: Seconds any one handshake or frame may take, however loaded the server is.
 TIMEOUT = 60.0
 #: Handshakes in flight at once (the client's concurrency; the server sees all of them).
@@ -70,11 +74,6 @@ OBJECT_SLACK = 200
 ACCEPTED = "accepted"
 _JWT_SHAPED = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _LOG_PROBLEM = re.compile(r"^(WARNING|ERROR|CRITICAL)\b|Traceback", re.MULTILINE)
-
-
-def token_for(user_id: Any, **claims: Any) -> str:
-    """An HS256 access token for ``user_id``, signed with the server's key."""
-    return hs_token(claims_for(user_id, **claims), key=SIGNING_KEY)
 
 
 def dial(server: LoadServer, token: str) -> connect:

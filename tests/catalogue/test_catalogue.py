@@ -2,8 +2,8 @@
 
 The catalogue is section 4 of the security research, ``../shared/research/security.md`` beside
 the repository. A clone without ``shared/`` still runs this check against
-``tests/catalogue_ids.txt``, a copy of the id list that the first test keeps in step with the
-original whenever the original is there.
+``tests/catalogue/catalogue_ids.txt``, a copy of the id list that the first test keeps in step
+with the original whenever the original is there.
 
 An id counts as covered when a collected test's node id contains it as a word: a test id such
 as ``A01-alg-none-empty-signature-subprotocol`` or a name such as ``test_D01_1mb_token``. The
@@ -22,9 +22,11 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESEARCH = ROOT.parent / "shared" / "research" / "security.md"
 ID_COPY = Path(__file__).with_name("catalogue_ids.txt")
+#: This file, as pytest names it in a node id.
+OWN_PATH = Path(__file__).resolve().relative_to(ROOT).as_posix()
 CATALOGUE_ID = re.compile(r"^\| ([AHTCUSXDKL][0-9]{2}) \|", re.MULTILINE)
 
 #: Ids that cannot apply to this design, each with the reason. Empty: every row applies.
@@ -41,7 +43,7 @@ def catalogue_ids(markdown: str) -> list[str]:
 
 
 def copied_ids() -> list[str]:
-    """The ids of ``tests/catalogue_ids.txt`` (comment lines start with ``#``)."""
+    """The ids of ``tests/catalogue/catalogue_ids.txt`` (comment lines start with ``#``)."""
     lines = ID_COPY.read_text().splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
@@ -62,7 +64,7 @@ def collected_node_ids() -> list[str]:
     return [
         line
         for line in completed.stdout.splitlines()
-        if "::" in line and not line.startswith(f"tests/{Path(__file__).name}::")
+        if "::" in line and not line.startswith(f"{OWN_PATH}::")
     ]
 
 
@@ -84,7 +86,7 @@ def test_id_list_copy_matches_the_research() -> None:
     assert all(CATALOGUE_ID.match(f"| {catalogue_id} |") for catalogue_id in ids)
     if RESEARCH.exists():
         assert ids == catalogue_ids(RESEARCH.read_text()), (
-            "tests/catalogue_ids.txt is out of date; regenerate it from "
+            "tests/catalogue/catalogue_ids.txt is out of date; regenerate it from "
             "../shared/research/security.md section 4"
         )
 
@@ -110,8 +112,12 @@ def test_parser_finds_only_row_ids() -> None:
 @pytest.mark.parametrize(
     ("catalogue_id", "node_id", "found"),
     [
-        ("A01", "tests/test_advisory.py::test_hostile[A01-alg-none-query]", True),
-        ("D01", "tests/test_advisory.py::test_D01_1mb_token[D01-1mb-token-query]", True),
+        ("A01", "tests/catalogue/test_rows.py::test_hostile[A01-alg-none-query]", True),
+        (
+            "D01",
+            "tests/catalogue/test_dos.py::test_D01_1mb_token[D01-1mb-token-query]",
+            True,
+        ),
         ("S21", "tests/x.py::test_y[S21-es256-high-s-malleated-ES256]", True),
         ("S25", "tests/x.py::test_y[L05-valid-token-ES256]", False),
         ("S21", "tests/x.py::test_y[profile-RS210]", False),

@@ -1,0 +1,346 @@
+"""Live revocation (``channels_jwt.live``): ``disconnect_user`` and ``revoke_token`` close
+open sockets over the channel layer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
+
+from channels_jwt import (
+    JWTAuthMiddleware,
+    adisconnect_user,
+    arevoke_token,
+    disconnect_user,
+)
+from channels_jwt.live import user_group
+from tests.harness import (
+    CLOSE_REVOKED,
+    CLOSE_UNAVAILABLE,
+    LOGGER,
+    TIMEOUT,
+    Configure,
+    RecordingApp,
+    RefreshingApp,
+    Sockets,
+    claims_for,
+    hang_up,
+    hs_token,
+    send_text,
+    token_for,
+)
+
+
+class UnreachableLayer(InMemoryChannelLayer):
+    """A layer whose server cannot be reached: every group operation fails."""
+
+    async def group_add(self, group: str, channel: str) -> None:
+        raise ConnectionError("layer is down")
+
+
+class TokenGroupsFailLayer(InMemoryChannelLayer):
+    """Joining a user group works; joining a token group fails (a layer dying mid-join)."""
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if group.startswith("channels_jwt.token."):
+            raise ConnectionError("layer is down")
+        await super().group_add(group, channel)
+
+
+class UndiscardableLayer(InMemoryChannelLayer):
+    """Joining works; leaving fails (the layer died while the socket was open)."""
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        raise ConnectionError("layer is down")
+
+
+class DyingLayer(InMemoryChannelLayer):
+    """A layer whose connection can be lost (``receive`` fails) or go down (groups fail)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lost = asyncio.Event()
+        self.down = False
+
+    def die(self) -> None:
+        """Everything fails from now on: waiting receivers and group operations."""
+        self.down = True
+        self.lost.set()
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        await self.lost.wait()
+        raise ConnectionError("layer connection lost")
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if self.down:
+            raise ConnectionError("layer is down")
+        await super().group_add(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        if self.down:
+            raise ConnectionError("layer is down")
+        await super().group_discard(group, channel)
+
+
+@pytest.fixture
+def layer_backend(settings: Any) -> Callable[[type], None]:
+    """Switch the default channel layer to another backend class."""
+
+    def use(backend: type) -> None:
+        settings.CHANNEL_LAYERS = {
+            "default": {"BACKEND": f"{backend.__module__}.{backend.__qualname__}"}
+        }
+
+    return use
+
+
+# LIVE_REVOCATION on the in-memory layer.
+
+
+async def test_disconnect_user_closes_that_users_sockets_with_4441(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    inner = RecordingApp()
+    app = JWTAuthMiddleware(inner)
+    first = await sockets.open(app, token_for(1))
+    second = await sockets.open(app, token_for(1))
+
+    await adisconnect_user(1)
+
+    assert await first.receive_output(TIMEOUT) == CLOSE_REVOKED
+    assert await second.receive_output(TIMEOUT) == CLOSE_REVOKED
+    assert [(s["jwt"].close_code, s["jwt"].close_reason) for s in inner.scopes] == [
+        (4441, "token_revoked")
+    ] * 2
+
+
+async def test_revocation_close_code_is_a_plain_int(configure: Configure, sockets: Sockets) -> None:
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    await adisconnect_user(1)
+
+    assert type((await communicator.receive_output(TIMEOUT))["code"]) is int
+
+
+async def test_disconnect_user_leaves_other_users_sockets_open(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    app = JWTAuthMiddleware(RecordingApp())
+    doomed = await sockets.open(app, token_for(1))
+    other = await sockets.open(app, token_for(2))
+
+    await adisconnect_user(1)
+    assert await doomed.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+    await send_text(other, "still here")
+    assert await other.receive_output(TIMEOUT) == {"type": "websocket.send", "text": "still here"}
+
+
+async def test_sync_disconnect_user_from_a_thread(configure: Configure, sockets: Sockets) -> None:
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    await sync_to_async(disconnect_user)("1")
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+
+async def test_revoke_token_closes_the_tokens_sockets_only(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    app = JWTAuthMiddleware(RecordingApp())
+    claims = claims_for(1)
+    revoked = [await sockets.open(app, hs_token(claims)) for _ in range(2)]
+    kept = await sockets.open(app, token_for(1))
+
+    await arevoke_token(claims)
+
+    assert [await s.receive_output(TIMEOUT) for s in revoked] == [CLOSE_REVOKED] * 2
+    assert await kept.receive_nothing(0.1)
+
+
+async def test_after_refresh_revoking_the_old_token_leaves_the_socket_open(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    old = claims_for(1)
+    communicator = await sockets.open(JWTAuthMiddleware(RefreshingApp()), hs_token(old))
+    await send_text(communicator, token_for(1))
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refreshed"
+
+    await arevoke_token(old)
+
+    assert await communicator.receive_nothing(0.1)
+
+
+async def test_after_refresh_revoking_the_new_token_closes_the_socket(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    new = claims_for(1)
+    communicator = await sockets.open(JWTAuthMiddleware(RefreshingApp()), token_for(1))
+    await send_text(communicator, hs_token(new))
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refreshed"
+
+    await arevoke_token(new)
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+
+async def test_refresh_with_the_same_token_keeps_the_socket_revocable(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    claims = claims_for(1)
+    communicator = await sockets.open(JWTAuthMiddleware(RefreshingApp()), hs_token(claims))
+    await send_text(communicator, hs_token(claims))
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refreshed"
+
+    await arevoke_token(claims)
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+
+async def test_other_messages_on_the_groups_are_ignored(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+    layer = get_channel_layer()
+
+    await layer.group_send(user_group(1), {"type": "chat.message", "text": "hi"})
+    quiet = await communicator.receive_nothing(0.1)
+    await adisconnect_user(1)
+
+    assert quiet
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+
+async def test_closed_socket_leaves_its_groups(configure: Configure, sockets: Sockets) -> None:
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+    layer = get_channel_layer()
+    joined = len(layer.groups)
+
+    await hang_up(communicator)
+
+    assert (joined, layer.groups) == (2, {})
+
+
+async def test_unreachable_layer_closes_the_handshake_with_4503(
+    configure: Configure,
+    layer_backend: Callable[[type], None],
+    sockets: Sockets,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    configure(LIVE_REVOCATION=True)
+    layer_backend(UnreachableLayer)
+    inner = RecordingApp()
+
+    close = await sockets.refused(JWTAuthMiddleware(inner), token_for(1))
+
+    assert close == CLOSE_UNAVAILABLE
+    assert not inner.called
+    assert (
+        "WebSocket authentication unavailable: channel layer unavailable (ConnectionError)"
+        in caplog.messages
+    )
+
+
+async def test_failed_join_leaves_the_groups_it_had_joined(
+    configure: Configure, layer_backend: Callable[[type], None], sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    layer_backend(TokenGroupsFailLayer)
+
+    close = await sockets.refused(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    assert close == CLOSE_UNAVAILABLE
+    assert get_channel_layer().groups == {}
+
+
+async def test_no_default_channel_layer_closes_the_handshake_with_4503(
+    configure: Configure, settings: Any, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    settings.CHANNEL_LAYERS = {"other": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+    close = await sockets.refused(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    assert close == CLOSE_UNAVAILABLE
+
+
+async def test_disconnect_user_without_a_channel_layer_raises(
+    configure: Configure, settings: Any
+) -> None:
+    settings.CHANNEL_LAYERS = {}
+
+    with pytest.raises(ImproperlyConfigured, match="CHANNEL_LAYERS"):
+        await adisconnect_user(1)
+
+
+async def test_lost_layer_closes_the_open_socket_with_4503(
+    configure: Configure,
+    layer_backend: Callable[[type], None],
+    sockets: Sockets,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    configure(LIVE_REVOCATION=True)
+    layer_backend(DyingLayer)
+    inner = RecordingApp()
+    communicator = await sockets.open(JWTAuthMiddleware(inner), token_for(1))
+
+    get_channel_layer().die()
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_UNAVAILABLE
+    assert (inner.scopes[0]["jwt"].close_code, inner.scopes[0]["jwt"].close_reason) == (
+        4503,
+        "auth_unavailable",
+    )
+    assert "channels_jwt lost the channel layer: ConnectionError" in caplog.messages
+
+
+async def test_failure_to_leave_the_groups_is_logged(
+    configure: Configure,
+    layer_backend: Callable[[type], None],
+    sockets: Sockets,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    configure(LIVE_REVOCATION=True)
+    layer_backend(UndiscardableLayer)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    await hang_up(communicator)
+
+    assert caplog.messages.count("Leaving a channels_jwt group failed: ConnectionError") == 2
+
+
+async def test_refresh_while_the_layer_is_down_is_refused_with_4503(
+    configure: Configure, layer_backend: Callable[[type], None], sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    layer_backend(DyingLayer)
+    inner = RefreshingApp()
+    communicator = await sockets.open(JWTAuthMiddleware(inner), token_for(1))
+    claims_before = dict(inner.connection.claims)
+    # Group operations fail; the listener has not noticed yet (no 4503 close so far).
+    get_channel_layer().down = True
+
+    await send_text(communicator, token_for(1))
+
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refused auth_unavailable"
+    assert [exc.close_code for exc in inner.refusals] == [4503]
+    assert dict(inner.connection.claims) == claims_before
