@@ -106,3 +106,14 @@ def test_sdist_manifest_ships_docs_and_changelog_but_no_tests() -> None:
     assert "graft docs" in manifest
     assert "prune tests" in manifest
     assert any(line.startswith("include ") and "CHANGELOG.md" in line for line in manifest)
+
+
+def test_architecture_page_lists_the_layers_of_the_import_contract() -> None:
+    (contract,) = PYPROJECT["tool"]["importlinter"]["contracts"]
+    layers = [[module.strip() for module in layer.split("|")] for layer in contract["layers"]]
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    rows = re.findall(r"^\| (\d+) \| ([^|]+) \|", page, re.MULTILINE)
+    documented = [re.findall(r"`([a-z_]+)`", modules) for _, modules in rows]
+    assert documented == layers
+    packaged = {path.stem for path in (ROOT / "channels_jwt").glob("*.py")} - {"__init__"}
+    assert {module for layer in layers for module in layer} == packaged
