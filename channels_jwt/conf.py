@@ -21,7 +21,7 @@ from django.conf import settings as django_settings
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from channels_jwt.keys import is_hmac
+from channels_jwt.keys import VerifyingKeys, is_hmac
 
 T = TypeVar("T")
 
@@ -167,6 +167,10 @@ class Settings:
             self._derived[name] = build()
         result: T = self._derived[name]
         return result
+
+    def verifying_keys(self) -> VerifyingKeys:
+        """``VERIFYING_KEY`` parsed, once until ``setting_changed`` (or ``UnusableKey``)."""
+        return self.derived("verifying_keys", lambda: VerifyingKeys.parse(self.VERIFYING_KEY))
 
     @property
     def ALGORITHMS(self) -> tuple[str, ...]:

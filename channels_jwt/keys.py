@@ -59,6 +59,14 @@ class UnusableKey(ValueError):
     """A configured key cannot be used; the message says why (it never contains the key)."""
 
 
+class PrivateKeyGiven(UnusableKey):
+    """A private key where a public key is expected (it belongs with the issuer only)."""
+
+
+class KeyTooSmall(UnusableKey):
+    """An RSA key under :data:`MIN_RSA_BITS` (RFC 7518 section 3.3)."""
+
+
 def is_hmac(algorithm: str) -> bool:
     """Whether ``algorithm`` is an HMAC (shared secret) algorithm."""
     return algorithm in HMAC_KEY_BYTES
@@ -97,10 +105,10 @@ def load_public_key(value: Any) -> PublicKey:
     if isinstance(value, _PUBLIC_TYPES):
         return _sized(value)
     if isinstance(value, _PRIVATE_TYPES):
-        raise UnusableKey("a private key was given where a public key is expected")
+        raise PrivateKeyGiven("a private key was given where a public key is expected")
     pem = _pem_bytes(value)
     if b"PRIVATE KEY" in pem:
-        raise UnusableKey("a private key was given where a public key is expected")
+        raise PrivateKeyGiven("a private key was given where a public key is expected")
     try:
         key = load_pem_public_key(pem)
     except (ValueError, TypeError) as exc:
@@ -132,7 +140,7 @@ def _pem_bytes(value: Any) -> bytes:
 
 def _sized(key: _KeyT) -> _KeyT:
     if isinstance(key, rsa.RSAPublicKey | rsa.RSAPrivateKey) and key.key_size < MIN_RSA_BITS:
-        raise UnusableKey(f"RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} are required")
+        raise KeyTooSmall(f"RSA key is {key.key_size} bits; at least {MIN_RSA_BITS} are required")
     return key
 
 

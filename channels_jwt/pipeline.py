@@ -16,9 +16,7 @@ from typing import Any, TypeVar
 
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
-from django.core.exceptions import ImproperlyConfigured
 
-from channels_jwt.checks import check_settings, serious
 from channels_jwt.conf import Settings
 from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
 from channels_jwt.origins import is_trusted_origin
@@ -26,6 +24,7 @@ from channels_jwt.ratelimit import FailureLimiter, parse_rate
 from channels_jwt.sources import ExtractionRules
 from channels_jwt.types import Claims, Scope
 from channels_jwt.users import token_user
+from channels_jwt.validation import validated
 from channels_jwt.verify import TokenVerifier
 
 T = TypeVar("T")
@@ -59,10 +58,8 @@ class Pipeline:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
-        """Validate ``settings`` (the system checks) and build the pipeline."""
-        errors = serious(check_settings(settings))
-        if errors:
-            raise ImproperlyConfigured(f"{errors[0].id}: {errors[0].msg}")
+        """Validate ``settings`` (the rules of the system checks) and build the pipeline."""
+        validated(settings)
         revocation_check = settings.REVOCATION_CHECK
         live_revocation = settings.LIVE_REVOCATION
         rate = parse_rate(settings.RATE_LIMIT)
@@ -71,9 +68,7 @@ class Pipeline:
         may_wait = bool(settings.JWK_URL) or not stateless
         return cls(
             extraction=ExtractionRules.from_settings(settings, is_trusted_origin),
-            verifier=TokenVerifier.from_settings(
-                settings, require_jti=revocation_check is not None or live_revocation
-            ),
+            verifier=TokenVerifier.for_settings(settings),
             resolve_user=as_async(resolver),
             is_revoked=None if revocation_check is None else as_async(revocation_check),
             allow_anonymous=settings.ALLOW_ANONYMOUS,

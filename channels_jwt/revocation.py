@@ -33,7 +33,8 @@ from channels_jwt.live import (
     token_group,
     user_group,
 )
-from channels_jwt.pipeline import Pipeline
+from channels_jwt.validation import validated
+from channels_jwt.verify import TokenVerifier
 
 KEY_PREFIX = "channels_jwt:revoked:"
 
@@ -83,9 +84,8 @@ async def arevoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
     settings = active_settings()
     if isinstance(claims_or_token, str):
         try:
-            claims: Mapping[str, Any] = await Pipeline.for_settings(settings).verifier.averify(
-                claims_or_token
-            )
+            verifier = TokenVerifier.for_settings(validated(settings))
+            claims: Mapping[str, Any] = await verifier.averify(claims_or_token)
         except TokenExpired:
             return
     else:

@@ -100,10 +100,11 @@ class TokenVerifier:
         # public key can never serve as an HMAC secret): worth doing once, not per token.
         self._hmac_key: bytes | None = None
         if rules.hmac_secret is not None:
-            self._hmac_key = self._algorithms[rules.algorithms[0]].prepare_key(rules.hmac_secret)
-            for name, algorithm in self._algorithms.items():
-                if algorithm.check_key_length(self._hmac_key):
-                    raise ImproperlyConfigured(f"SIGNING_KEY is too short for {name}")
+            try:
+                secret = hmac_secret(rules.hmac_secret, rules.algorithms)
+            except UnusableKey as exc:
+                raise ImproperlyConfigured(str(exc)) from exc
+            self._hmac_key = self._algorithms[rules.algorithms[0]].prepare_key(secret)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, require_jti: bool = False) -> TokenVerifier:
@@ -125,7 +126,7 @@ class TokenVerifier:
                     timeout=settings.JWKS_TIMEOUT_SECONDS,
                 )
             else:
-                keys = VerifyingKeys.parse(settings.VERIFYING_KEY)
+                keys = settings.verifying_keys()
         except UnusableKey as exc:
             raise ImproperlyConfigured(f"CHANNELS_JWT key unusable: {exc}") from exc
         required = [*settings.REQUIRED_CLAIMS, settings.USER_ID_CLAIM]
@@ -148,6 +149,17 @@ class TokenVerifier:
                 token_types=settings.TOKEN_TYPES,
                 max_token_bytes=settings.MAX_TOKEN_BYTES,
             )
+        )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> TokenVerifier:
+        """The verifier of ``settings`` (kept until ``setting_changed``).
+
+        ``jti`` is required whenever a revocation check or live revocation needs it.
+        """
+        require_jti = settings.value("REVOCATION_CHECK") is not None or settings.LIVE_REVOCATION
+        return settings.derived(
+            "verifier", lambda: cls.from_settings(settings, require_jti=require_jti)
         )
 
     def verify(self, token: str) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-import channels_jwt.checks
+import channels_jwt.validation
 from channels_jwt.apps import ChannelsJWTConfig
 from channels_jwt.checks import check_project_settings, check_settings, register, serious
 from channels_jwt.conf import Settings
@@ -38,7 +38,7 @@ from tests.harness import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKS_SOURCE = Path(channels_jwt.checks.__file__).read_text()
+CHECKS_SOURCE = Path(channels_jwt.validation.__file__).read_text()
 
 #: A clean configuration without the query source, so no I001 either.
 
@@ -332,8 +332,8 @@ BAD_KEYS: list[Any] = [
             "VERIFYING_KEY": [public_pem(k.rsa), public_pem(k.p256)],
             "PRIVATE_KEY": private_pem(k.p256),
         },
-        "E013",
-        id="E013-private-unfit-for-first-algorithm",
+        "E037",
+        id="E037-private-unfit-for-first-algorithm",
     ),
     pytest.param(
         lambda k: {
@@ -576,7 +576,7 @@ def test_private_key_unfit_names_the_first_algorithm(keys: Keys) -> None:
         "VERIFYING_KEY": public_pem(keys.p256),
         "PRIVATE_KEY": private_pem(keys.p384),
     }
-    message = only_check_message(run_checks(config), "channels_jwt.E013")
+    message = only_check_message(run_checks(config), "channels_jwt.E037")
     assert message.msg == "CHANNELS_JWT PRIVATE_KEY does not fit ES256."
 
 
@@ -657,7 +657,7 @@ def test_serious_keeps_errors_and_drops_warnings_and_infos() -> None:
 
 
 def _emitted_ids() -> dict[str, set[str]]:
-    """Map each check id in checks.py to the functions that emit it."""
+    """Map each check id in validation.py to the functions that emit it."""
     emitters: dict[str, set[str]] = {}
     tree = ast.parse(CHECKS_SOURCE)
     for function in ast.walk(tree):
