@@ -21,9 +21,10 @@ from channels_jwt.conf import Settings
 from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.ratelimit import FailureLimiter, parse_rate
+from channels_jwt.revocation import bound_revocation_check
 from channels_jwt.sources import ExtractionRules
 from channels_jwt.types import Claims, Scope
-from channels_jwt.users import token_user
+from channels_jwt.users import bound_resolver, token_user
 from channels_jwt.validation import validated
 from channels_jwt.verify import TokenVerifier
 
@@ -69,8 +70,12 @@ class Pipeline:
         return cls(
             extraction=ExtractionRules.from_settings(settings, is_trusted_origin),
             verifier=TokenVerifier.for_settings(settings),
-            resolve_user=as_async(resolver),
-            is_revoked=None if revocation_check is None else as_async(revocation_check),
+            resolve_user=as_async(bound_resolver(resolver, settings)),
+            is_revoked=(
+                None
+                if revocation_check is None
+                else as_async(bound_revocation_check(revocation_check, settings))
+            ),
             allow_anonymous=settings.ALLOW_ANONYMOUS,
             reject_mode=settings.REJECT_MODE,
             close_codes=dict(settings.CLOSE_CODES),

@@ -24,7 +24,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from django.core.cache import caches
 
-from channels_jwt.conf import active_settings
+from channels_jwt.conf import Settings, active_settings
 from channels_jwt.exceptions import TokenExpired
 from channels_jwt.live import (
     REVOKE_MESSAGE,
@@ -51,9 +51,24 @@ async def cache_denylist(claims: Mapping[str, Any]) -> bool:
     thread. If the cache cannot be reached the exception propagates, and the middleware
     refuses the connection with 4503: it fails closed.
     """
-    cache = caches[active_settings().REVOCATION_CACHE]
+    return await _is_denylisted(active_settings(), claims)
+
+
+async def _is_denylisted(settings: Settings, claims: Mapping[str, Any]) -> bool:
+    cache = caches[settings.REVOCATION_CACHE]
     value = await sync_to_async(cache.get, thread_sensitive=False)(denylist_key(claims))
     return value is not None
+
+
+def bound_revocation_check(check: Any, settings: Settings) -> Any:
+    """``check``, or :func:`cache_denylist` bound to ``settings`` (no ambient lookup)."""
+    if check is not cache_denylist:
+        return check
+
+    async def cache_denylist_of_settings(claims: Mapping[str, Any]) -> bool:
+        return await _is_denylisted(settings, claims)
+
+    return cache_denylist_of_settings
 
 
 async def simplejwt_blacklist(claims: Mapping[str, Any]) -> bool:

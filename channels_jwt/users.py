@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
 from django.db.models import Field
 
 from channels_jwt.conf import Settings, active_settings
 from channels_jwt.exceptions import TokenInvalid, UserRejected
-from channels_jwt.types import read_only
+from channels_jwt.types import Claims, Scope, read_only
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -111,22 +111,35 @@ class _UserIdentity:
     field: Field[Any, Any]
 
 
-def _identity() -> _UserIdentity:
-    settings = active_settings()
+def _identity(settings: Settings) -> _UserIdentity:
     return settings.derived("user_identity", lambda: _resolve_identity(settings))
+
+
+def user_id_field(user_model: type[Model], field_name: Any) -> Field[Any, Any]:
+    """The field ``USER_ID_FIELD`` names: a concrete field of the user model, not a relation.
+
+    Raises ``ImproperlyConfigured`` otherwise. (The system checks also require it unique.)
+    """
+    try:
+        field = user_model._meta.get_field(field_name)
+    except (FieldDoesNotExist, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"USER_ID_FIELD {field_name!r} is not a field of {user_model._meta.label}"
+        ) from exc
+    if not isinstance(field, Field) or field.is_relation:
+        raise ImproperlyConfigured(f"USER_ID_FIELD {field_name!r} is a relation, not a field")
+    return field
 
 
 def _resolve_identity(settings: Settings) -> _UserIdentity:
     user_model = get_user_model()
     field_name = settings.USER_ID_FIELD
-    field = user_model._meta.get_field(field_name)
-    if not isinstance(field, Field) or field.is_relation:
-        raise ImproperlyConfigured(f"USER_ID_FIELD {field_name!r} is a relation, not a field")
+    field = user_id_field(user_model, field_name)
     return _UserIdentity(user_model, settings.USER_ID_CLAIM, field_name, field)
 
 
-def _user_id(claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
-    identity = _identity()
+def _user_id(settings: Settings, claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
+    identity = _identity(settings)
     user_id = canonical_user_id(claims.get(identity.claim), identity.field)
     return identity.user_model, identity.field_name, user_id
 
@@ -162,10 +175,15 @@ async def database_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> 
     """Load the active user named by the claims (one query, run off the event loop).
 
     Raises :class:`UserRejected` when no such user exists, when the id field is not unique
-    for it, or when the user is inactive: the same answer for each.
+    for it, or when the user is inactive: the same answer for each. Called directly, it reads
+    the settings of the connection in progress (or the project's); the middleware calls a
+    copy bound to its own (:func:`bound_resolver`).
     """
-    user_model, field_name, user_id = _user_id(claims)
-    settings = active_settings()
+    return await _database_user(active_settings(), claims)
+
+
+async def _database_user(settings: Settings, claims: Mapping[str, Any]) -> AbstractBaseUser:
+    user_model, field_name, user_id = _user_id(settings, claims)
     cache = settings.derived("user_cache", lambda: UserCache(settings.USER_CACHE_SECONDS))
     key = (user_model._meta.label_lower, field_name, user_id)
     if cache.seconds > 0:
@@ -192,8 +210,29 @@ def _fetch_user_sync(user_model: type[Model], field_name: str, user_id: Any) -> 
 
 async def token_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> TokenUser:
     """Build a :class:`TokenUser` from the claims, without touching the database."""
-    _, _, user_id = _user_id(claims)
+    return _token_user(active_settings(), claims)
+
+
+def _token_user(settings: Settings, claims: Mapping[str, Any]) -> TokenUser:
+    _, _, user_id = _user_id(settings, claims)
     return TokenUser(user_id, claims)
+
+
+def bound_resolver(resolver: Any, settings: Settings) -> Any:
+    """``resolver``, or the built-in it names bound to ``settings`` (no ambient lookup)."""
+    if resolver is database_user:
+
+        async def database_user_of_settings(claims: Claims, scope: Scope) -> AbstractBaseUser:
+            return await _database_user(settings, claims)
+
+        return database_user_of_settings
+    if resolver is token_user:
+
+        async def token_user_of_settings(claims: Claims, scope: Scope) -> TokenUser:
+            return _token_user(settings, claims)
+
+        return token_user_of_settings
+    return resolver
 
 
 class TokenUser:

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings as django_settings
 from django.core import checks
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt.conf import DEFAULTS, Settings
 from channels_jwt.exceptions import REASONS, CloseCode
@@ -37,6 +37,7 @@ from channels_jwt.keys import (
 )
 from channels_jwt.ratelimit import parse_rate
 from channels_jwt.sources import SOURCES
+from channels_jwt.users import user_id_field
 
 MAX_LEEWAY_SECONDS = 60
 MAX_JWKS_TIMEOUT = 30
@@ -514,10 +515,10 @@ def _user_id_field(field_name: Any) -> list[Message]:
 
     user_model = get_user_model()
     try:
-        field = user_model._meta.get_field(field_name)
-    except (FieldDoesNotExist, TypeError):
-        field = None
-    if field is None or field.is_relation or not getattr(field, "unique", False):
+        unique = user_id_field(user_model, field_name).unique
+    except ImproperlyConfigured:
+        unique = False
+    if not unique:
         return [
             _error(
                 21,

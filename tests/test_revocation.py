@@ -28,7 +28,7 @@ from channels_jwt import (
     arevoke_token,
     revoke_token,
 )
-from channels_jwt.revocation import denylist_key
+from channels_jwt.revocation import cache_denylist, denylist_key
 from tests.harness import (
     CLOSE_REVOKED,
     CLOSE_UNAVAILABLE,
@@ -192,6 +192,19 @@ async def test_denylist_is_keyed_by_issuer_and_jti(configure: Configure, sockets
     await arevoke_token(claims_for(1, jti="shared-jti", iss="https://other-issuer.example"))
 
     await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1, jti="shared-jti"))
+
+
+async def test_cache_denylist_called_directly_reads_the_project_settings(
+    configure: Configure,
+) -> None:
+    # As a custom REVOCATION_CHECK might call it; the middleware calls a copy bound to its own.
+    configure(REVOCATION_CHECK=CACHE_DENYLIST)
+    revoked, kept = claims_for(1, jti="revoked-jti"), claims_for(1, jti="kept-jti")
+
+    await arevoke_token(revoked)
+
+    assert await cache_denylist(revoked) is True
+    assert await cache_denylist(kept) is False
 
 
 def denylist_expiry(claims: Mapping[str, Any]) -> float | None:
