@@ -98,6 +98,18 @@ class JWTConnection:
     def __repr__(self) -> str:
         return f"<JWTConnection source={self._source!r} expires_at={self.expires_at}>"
 
+    # What the guard may change, and nothing else: it owns the socket, this object the state.
+
+    def _guarded_by(self, guard: ConnectionGuard) -> None:
+        self._guard = guard
+
+    def _renewed(self, claims: Mapping[str, Any]) -> None:
+        self._claims = read_only(claims)
+
+    def _closed_with(self, code: int, reason: str) -> None:
+        self._close_code = code
+        self._close_reason = reason
+
 
 class ConnectionGuard:
     """Watches one authenticated connection for expiry and revocation (see module docs)."""
@@ -140,7 +152,7 @@ class ConnectionGuard:
         self._closed = False
         self._accepted = False
         self._subscription: LiveSubscription | None = None
-        connection._guard = self
+        connection._guarded_by(self)
 
     async def start(self) -> None:
         """Join the live-revocation groups when ``LIVE_REVOCATION`` is on."""
@@ -190,8 +202,7 @@ class ConnectionGuard:
         self._closed = True
         self._cancel_timer()
         code = close_code(reason, code, self.pipeline.close_codes)
-        self.connection._close_code = code
-        self.connection._close_reason = reason
+        self.connection._closed_with(code, reason)
         logger.info(
             "WebSocket closed by channels_jwt: %s code=%s path=%s",
             reason,
@@ -213,7 +224,7 @@ class ConnectionGuard:
                 await self._subscription.replace_token(self.connection.claims, claims)
             except Exception as exc:
                 raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
-        self.connection._claims = read_only(claims)
+        self.connection._renewed(claims)
         self._cancel_timer()
         if self._accepted:
             self._arm_timer()

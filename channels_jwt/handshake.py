@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from channels_jwt.exceptions import HTTP_STATUS, ChannelsJWTError, TokenMissing
-from channels_jwt.types import Message, Send
+from channels_jwt.types import Message, Send, client_label
 
 logger = logging.getLogger("channels_jwt")
 
@@ -128,13 +128,5 @@ def log_rejection(
         code,
         source or "-",
         scope.get("path", ""),
-        _client(scope),
+        client_label(scope),
     )
-
-
-def _client(scope: Mapping[str, Any]) -> str:
-    client = scope.get("client")
-    if not client:
-        return "-"
-    host, port = client[0], client[1] if len(client) > 1 else None
-    return f"{host}:{port}" if port is not None else str(host)

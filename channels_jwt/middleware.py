@@ -28,8 +28,8 @@ from channels_jwt.exceptions import (
 from channels_jwt.extract import Extraction, extract_token
 from channels_jwt.handshake import close_code, log_rejection, send_rejection, sending_marker
 from channels_jwt.pipeline import Pipeline
-from channels_jwt.ratelimit import FailureLimiter, client_address
-from channels_jwt.types import ASGIApp, Receive, Scope, Send
+from channels_jwt.ratelimit import FailureLimiter
+from channels_jwt.types import ASGIApp, Receive, Scope, Send, client_address
 
 logger = logging.getLogger("channels_jwt")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,12 +37,6 @@ def parse_rate(value: Any) -> tuple[int, int] | None:
     if match is None:
         return None
     return int(match[1]), _PERIODS[match[2][0]]
-
-
-def client_address(scope: Mapping[str, Any]) -> str | None:
-    """The client's host from the ASGI scope, or ``None`` when the server gives none."""
-    client = scope.get("client")
-    return str(client[0]) if client else None
 
 
 def _key(address: str) -> str:

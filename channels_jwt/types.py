@@ -1,4 +1,8 @@
-"""The ASGI types, defined once for every module of the package, and the claims view."""
+"""The ASGI types, defined once for every module of the package; the client and the claims.
+
+Everything that reads ``scope["client"]`` does it through :func:`client_address` (the rate
+limit's key) or :func:`client_label` (log lines).
+"""
 
 from __future__ import annotations
 
@@ -26,3 +30,19 @@ def read_only(claims: Mapping[str, Any]) -> Claims:
     if type(claims) is MappingProxyType:
         return claims
     return MappingProxyType(dict(claims))
+
+
+def client_address(scope: Mapping[str, Any]) -> str | None:
+    """The client's host from the ASGI scope, or ``None`` when the server gives none."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def client_label(scope: Mapping[str, Any]) -> str:
+    """``host:port`` of the client for a log line (``host`` without a port, ``-`` unknown)."""
+    host = client_address(scope)
+    if host is None:
+        return "-"
+    client = scope["client"]
+    port = client[1] if len(client) > 1 else None
+    return host if port is None else f"{host}:{port}"

@@ -23,7 +23,7 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 
 from channels_jwt import JWTAuthMiddleware, RateLimited
-from channels_jwt.ratelimit import FailureLimiter, client_address, parse_rate
+from channels_jwt.ratelimit import FailureLimiter, parse_rate
 from channels_jwt.signals import authentication_failed
 from channels_jwt.users import token_user
 from tests.harness import (
@@ -102,19 +102,6 @@ def test_parse_rate_reads_count_and_period(rate: str, parsed: tuple[int, int]) -
 )
 def test_parse_rate_refuses_anything_else(rate: Any) -> None:
     assert parse_rate(rate) is None
-
-
-@pytest.mark.parametrize(
-    ("scope", "address"),
-    [
-        pytest.param({"client": ("127.0.0.1", 5000)}, "127.0.0.1", id="ipv4-tuple"),
-        pytest.param({"client": ["2001:db8::1", 443]}, "2001:db8::1", id="ipv6-list"),
-        pytest.param({"client": None}, None, id="none"),
-        pytest.param({}, None, id="absent"),
-    ],
-)
-def test_client_address(scope: dict[str, Any], address: str | None) -> None:
-    assert client_address(scope) == address
 
 
 # The limiter in the middleware, on a local-memory cache.
