@@ -1,13 +1,17 @@
-"""Starting and stopping the server processes the live, Redis and end-to-end tests run."""
+"""Starting and stopping the server processes the live, Redis and end-to-end tests run,
+and preparing the database they share."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +19,22 @@ import pytest
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+_CREATE_USERS = """
+import json
+import sys
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+call_command("migrate", verbosity=0, interactive=False)
+User = get_user_model()
+users = json.loads(sys.argv[1])
+print(json.dumps({
+    name: User.objects.create_user(username=name, **fields).pk for name, fields in users.items()
+}))
+"""
 
 
 @dataclass(frozen=True)
@@ -92,3 +112,26 @@ def _own_group(process: subprocess.Popen[bytes]) -> int | None:
     except ProcessLookupError:
         return None
     return group if group == process.pid else None
+
+
+def create_users(
+    environment: Mapping[str, str], users: Mapping[str, Mapping[str, object]]
+) -> dict[str, int]:
+    """Migrate the servers' database and create ``users`` (username: extra fields) in it.
+
+    Run in a subprocess with the servers' own settings module (``DJANGO_SETTINGS_MODULE`` in
+    ``environment``), so the servers see the rows. Returns each new user's pk by username.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-c", _CREATE_USERS, json.dumps(users)],
+        cwd=REPO_ROOT,
+        env=dict(environment),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if completed.returncode != 0:
+        pytest.fail(f"database set-up failed:\n{completed.stderr}")
+    pks: dict[str, int] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return pks

@@ -12,10 +12,8 @@ processes they spawned, are always terminated, including when a test or start-up
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,23 +23,10 @@ import pytest
 
 from tests.live.server_settings import LIVE_DIR_ENV
 from tests.live.servers import DEFAULT_APPLICATION, SERVERS, server_command
-from tests.processes import ServerProcess, free_port, stop, wait_until_listening
+from tests.processes import ServerProcess, create_users, free_port, stop, wait_until_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLICATION = DEFAULT_APPLICATION
-
-_SETUP_DATABASE = """
-import json
-import django
-django.setup()
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
-call_command("migrate", verbosity=0, interactive=False)
-User = get_user_model()
-active = User.objects.create_user(username="carol-live")
-inactive = User.objects.create_user(username="dave-live", is_active=False)
-print(json.dumps({"active": active.pk, "inactive": inactive.pk}))
-"""
 
 
 @dataclass(frozen=True)
@@ -97,23 +82,11 @@ def live_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def prepare_database(live_dir: Path) -> LiveUsers:
-    """Migrate the SQLite database in ``live_dir``; create an active and an inactive user.
-
-    Run in a subprocess with the servers' own settings module, so the servers see the rows.
-    """
-    completed = subprocess.run(
-        [sys.executable, "-c", _SETUP_DATABASE],
-        cwd=REPO_ROOT,
-        env=server_environment(live_dir),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    """Migrate the SQLite database in ``live_dir``; create an active and an inactive user."""
+    pks = create_users(
+        server_environment(live_dir), {"carol-live": {}, "dave-live": {"is_active": False}}
     )
-    if completed.returncode != 0:
-        pytest.fail(f"live database set-up failed:\n{completed.stderr}")
-    pks = json.loads(completed.stdout.strip().splitlines()[-1])
-    return LiveUsers(active=pks["active"], inactive=pks["inactive"])
+    return LiveUsers(active=pks["carol-live"], inactive=pks["dave-live"])
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ directory is removed afterwards, including when a test or a start-up fails.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -31,25 +30,12 @@ from tests.postgres.server_settings import (
     NAME_ENV,
     PORT_ENV,
 )
-from tests.processes import ServerProcess, free_port, stop, wait_until_listening
+from tests.processes import ServerProcess, create_users, free_port, stop, wait_until_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLICATION = "tests.postgres.asgi_app:application"
 #: The database the servers use on the throwaway PostgreSQL server.
 DATABASE = "channels_jwt_live"
-
-_SETUP_DATABASE = """
-import json
-import django
-django.setup()
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
-call_command("migrate", verbosity=0, interactive=False)
-User = get_user_model()
-active = User.objects.create_user(username="carol-pg")
-inactive = User.objects.create_user(username="dave-pg", is_active=False)
-print(json.dumps({"active": active.pk, "inactive": inactive.pk}))
-"""
 
 
 @dataclass(frozen=True)
@@ -120,19 +106,11 @@ def live_postgres() -> Iterator[PostgresServer]:
 @pytest.fixture(scope="module")
 def postgres_users(live_postgres: PostgresServer) -> PostgresUsers:
     """Migrate :data:`DATABASE`; create an active and an inactive user (in a subprocess)."""
-    completed = subprocess.run(
-        [sys.executable, "-c", _SETUP_DATABASE],
-        cwd=REPO_ROOT,
-        env=server_environment(live_postgres, MODES[0]),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    pks = create_users(
+        server_environment(live_postgres, MODES[0]),
+        {"carol-pg": {}, "dave-pg": {"is_active": False}},
     )
-    if completed.returncode != 0:
-        pytest.fail(f"PostgreSQL database set-up failed:\n{completed.stderr}")
-    pks = json.loads(completed.stdout.strip().splitlines()[-1])
-    return PostgresUsers(active=pks["active"], inactive=pks["inactive"])
+    return PostgresUsers(active=pks["carol-pg"], inactive=pks["dave-pg"])
 
 
 @pytest.fixture(scope="module", params=MODES, ids=[mode.name for mode in MODES])

@@ -9,7 +9,6 @@ part of CI and must never be skipped.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,27 +22,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.processes import ServerProcess, free_port, stop, wait_until_listening
+from tests.processes import ServerProcess, create_users, free_port, stop, wait_until_listening
 from tests.redis.server_settings import REDIS_DIR_ENV, REDIS_URL_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLICATION = "tests.redis.asgi_app:application"
 START_TIMEOUT = 15.0
 COMMAND_TIMEOUT = 30.0
-
-_SETUP_DATABASE = """
-import json
-import django
-django.setup()
-from django.contrib.auth import get_user_model
-from django.core.management import call_command
-call_command("migrate", verbosity=0, interactive=False)
-User = get_user_model()
-print(json.dumps({
-    "alice": User.objects.create_user(username="alice-redis").pk,
-    "bob": User.objects.create_user(username="bob-redis").pk,
-}))
-"""
 
 
 @dataclass
@@ -183,19 +168,8 @@ def environment(redis_dir: Path, redis_session: RedisServer) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def redis_users(environment: dict[str, str]) -> RedisUsers:
     """Migrate the shared SQLite database and create two active users in it."""
-    completed = subprocess.run(
-        [sys.executable, "-c", _SETUP_DATABASE],
-        cwd=REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    if completed.returncode != 0:
-        pytest.fail(f"database set-up failed:\n{completed.stderr}")
-    pks = json.loads(completed.stdout.strip().splitlines()[-1])
-    return RedisUsers(alice=pks["alice"], bob=pks["bob"])
+    pks = create_users(environment, {"alice-redis": {}, "bob-redis": {}})
+    return RedisUsers(alice=pks["alice-redis"], bob=pks["bob-redis"])
 
 
 @contextmanager
