@@ -177,7 +177,7 @@ async def database_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> 
     Raises :class:`UserRejected` when no such user exists, when the id field is not unique
     for it, or when the user is inactive: the same answer for each. Called directly, it reads
     the settings of the connection in progress (or the project's); the middleware calls a
-    copy bound to its own (:func:`bound_resolver`).
+    copy bound to its own (``bound_resolver``).
     """
     return await _database_user(active_settings(), claims)
 
