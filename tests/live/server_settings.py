@@ -11,6 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The settings every test server shares; this suite adds its own below.
+from tests.server_settings import (  # noqa: F401
+    ALLOWED_HOSTS,
+    DEBUG,
+    DEFAULT_AUTO_FIELD,
+    INSTALLED_APPS,
+    LOGGING,
+    USE_TZ,
+)
+
 LIVE_DIR_ENV = "CHANNELS_JWT_LIVE_DIR"
 _LIVE_DIR = os.environ.get(LIVE_DIR_ENV)
 
@@ -18,29 +28,10 @@ _LIVE_DIR = os.environ.get(LIVE_DIR_ENV)
 SIGNING_KEY = "live-server-signing-key-0123456789abcdefghijklmnopqrstuvwxyzABCD"
 
 SECRET_KEY = "live-server-secret-key-not-for-production-0123456789abcdefghijklmnop"
-DEBUG = False
-ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-USE_TZ = True
-INSTALLED_APPS = [
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "channels",
-    "channels_jwt",
-]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(Path(_LIVE_DIR) / "db.sqlite3") if _LIVE_DIR else ":memory:",
     }
 }
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHANNELS_JWT = {"SIGNING_KEY": SIGNING_KEY}
-
-# The rejection lines of ``channels_jwt`` go to stderr, which the fixtures capture, so the
-# tests can check that no token reaches the server's log. The servers' own loggers stay.
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "loggers": {"channels_jwt": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
-}

@@ -10,6 +10,16 @@ from __future__ import annotations
 
 import os
 
+# The settings every test server shares; this suite adds its own below.
+from tests.server_settings import (  # noqa: F401
+    ALLOWED_HOSTS,
+    DEBUG,
+    DEFAULT_AUTO_FIELD,
+    INSTALLED_APPS,
+    LOGGING,
+    USE_TZ,
+)
+
 PORT_ENV = "CHANNELS_JWT_PG_PORT"
 NAME_ENV = "CHANNELS_JWT_PG_NAME"
 CONN_MAX_AGE_ENV = "CHANNELS_JWT_PG_CONN_MAX_AGE"
@@ -19,15 +29,6 @@ HEALTH_CHECKS_ENV = "CHANNELS_JWT_PG_HEALTH_CHECKS"
 SIGNING_KEY = "postgres-live-signing-key-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 
 SECRET_KEY = "postgres-live-secret-key-not-for-production-0123456789abcdefghijklmno"
-DEBUG = False
-ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-USE_TZ = True
-INSTALLED_APPS = [
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "channels",
-    "channels_jwt",
-]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.postgresql",
@@ -39,15 +40,5 @@ DATABASES = {
         "CONN_HEALTH_CHECKS": os.environ.get(HEALTH_CHECKS_ENV) == "1",
     }
 }
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CHANNELS_JWT = {"SIGNING_KEY": SIGNING_KEY}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-# channels_jwt's rejection lines go to stderr, which the fixtures capture to a file, so the
-# tests can read them (and check that no token and no traceback is in them).
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "loggers": {"channels_jwt": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
-}

@@ -12,6 +12,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The settings every test server shares; this suite adds its own below.
+from tests.server_settings import (  # noqa: F401
+    ALLOWED_HOSTS,
+    DEBUG,
+    DEFAULT_AUTO_FIELD,
+    INSTALLED_APPS,
+    LOGGING,
+    USE_TZ,
+)
+
 REDIS_DIR_ENV = "CHANNELS_JWT_REDIS_DIR"
 REDIS_URL_ENV = "CHANNELS_JWT_REDIS_URL"
 _REDIS_DIR = os.environ.get(REDIS_DIR_ENV)
@@ -21,22 +31,12 @@ _REDIS_URL = os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/0")
 SIGNING_KEY = "redis-suite-signing-key-0123456789abcdefghijklmnopqrstuvwxyzABCDEF"
 
 SECRET_KEY = "redis-suite-secret-key-not-for-production-0123456789abcdefghijklmn"
-DEBUG = False
-ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-USE_TZ = True
-INSTALLED_APPS = [
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "channels",
-    "channels_jwt",
-]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": str(Path(_REDIS_DIR) / "db.sqlite3") if _REDIS_DIR else ":memory:",
     }
 }
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
@@ -54,12 +54,4 @@ CHANNELS_JWT = {
     "SIGNING_KEY": SIGNING_KEY,
     "LIVE_REVOCATION": True,
     "REVOCATION_CHECK": "channels_jwt.revocation.cache_denylist",
-}
-
-# channels_jwt's close and failure lines go to stderr, which the fixtures capture.
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
-    "loggers": {"channels_jwt": {"handlers": ["stderr"], "level": "INFO", "propagate": False}},
 }
