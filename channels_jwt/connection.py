@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from channels_jwt.exceptions import ChannelsJWTError, CloseCode, TokenInvalid
-from channels_jwt.handshake import close_code, naming_marker
+from channels_jwt.handshake import close_code, close_message, naming_marker
 from channels_jwt.live import LiveSubscription
 from channels_jwt.types import Message, Receive, Scope, Send, read_only
 
@@ -210,7 +210,7 @@ class ConnectionGuard:
             self.scope.get("path", ""),
         )
         try:
-            await self._send({"type": "websocket.close", "code": code, "reason": reason})
+            await self._send(close_message(code, reason))
         except Exception as exc:  # the server may already have gone away
             logger.warning("Closing the socket failed: %s", type(exc).__name__)
 

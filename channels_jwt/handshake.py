@@ -37,6 +37,11 @@ def close_code(reason: str, code: int, overrides: Mapping[str, int]) -> int:
     return int(overrides.get(reason, code))
 
 
+def close_message(code: int, reason: str) -> Message:
+    """The ``websocket.close`` message for ``code``, its reason capped at 123 bytes."""
+    return {"type": "websocket.close", "code": code, "reason": _truncated(reason)}
+
+
 def naming_marker(message: Message, marker: str | None) -> Message:
     """``message`` with the marker as subprotocol, if it is an accept that names none."""
     if marker and message["type"] == "websocket.accept" and not message.get("subprotocol"):
@@ -83,16 +88,15 @@ async def send_rejection(
     message = await receive()
     if message["type"] != "websocket.connect":
         return
-    reason = _truncated(failure.reason)
     if mode == "deny":
         if _DENIAL_EXTENSION in (scope.get("extensions") or {}):
-            await _send_denial_response(send, failure, code, reason)
+            await _send_denial_response(send, failure, code, _truncated(failure.reason))
         else:
-            await send({"type": "websocket.close", "code": code, "reason": reason})
+            await send(close_message(code, failure.reason))
         return
     subprotocol = rejection_subprotocol(scope.get("subprotocols") or (), marker)
     await send({"type": "websocket.accept", "subprotocol": subprotocol})
-    await send({"type": "websocket.close", "code": code, "reason": reason})
+    await send(close_message(code, failure.reason))
 
 
 async def _send_denial_response(
