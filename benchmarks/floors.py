@@ -59,10 +59,10 @@ def _verify(verifier: Any, token: str) -> Callable[[], Any]:
 
 
 def _verifier(overrides: dict[str, Any]) -> Any:
-    from channels_jwt.conf import Settings
+    from channels_jwt.conf import Config, Settings
     from channels_jwt.verify import TokenVerifier
 
-    return TokenVerifier.from_settings(Settings(overrides))
+    return TokenVerifier.from_config(Config.from_settings(Settings(overrides)))
 
 
 def token_floors(

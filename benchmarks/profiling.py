@@ -283,10 +283,11 @@ def step_costs(fixtures: Fixtures, iterations: int = 2000) -> dict[str, float | 
         )
 
         def user_id() -> Callable[[], Any]:
-            from channels_jwt.conf import settings as project_settings
+            from channels_jwt.config import current_config
             from channels_jwt.users import _user_id
 
-            return lambda: _user_id(project_settings, claims)
+            config = current_config()
+            return lambda: _user_id(config, claims)
 
         timed("users._user_id (settings + id canonicalisation)", user_id)
         timed_async("token_user (awaited)", lambda: pipeline.resolve_user(claims, scope))

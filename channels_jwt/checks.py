@@ -1,8 +1,8 @@
-"""The system checks: they report the problems :mod:`channels_jwt.validation` found.
+"""The system checks: they report the problems :func:`channels_jwt.config.parse` found.
 
 Registered when ``"channels_jwt"`` is in ``INSTALLED_APPS``; ``manage.py check`` then shows
 every problem of the project-wide ``CHANNELS_JWT`` with its id and hint. The rules themselves
-live in :mod:`channels_jwt.validation`, where the runtime applies them too.
+live in :mod:`channels_jwt.config`, where the runtime applies them too.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from django.core import checks
 
 from channels_jwt.conf import settings as project_settings
-from channels_jwt.validation import Message, check_settings, serious
+from channels_jwt.config import Message, check_settings, serious
 
 __all__ = ["check_project_settings", "check_settings", "register", "serious"]
 

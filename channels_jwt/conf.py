@@ -1,11 +1,11 @@
-"""Settings: the ``CHANNELS_JWT`` dict, read on every access.
+"""Settings: the raw ``CHANNELS_JWT`` values, and the typed :class:`Config` made from them.
 
-One typed property per key. The default for each key is written once, in :data:`DEFAULTS`;
-keys marked in :data:`SIMPLEJWT_KEYS` fall back to djangorestframework-simplejwt's effective
-settings when that package is installed, so a simplejwt project needs no ``CHANNELS_JWT`` at
-all. Explicit keys always win. Objects derived from settings (parsed keys, the verifier) are
-cached per :class:`Settings` and dropped whenever Django sends ``setting_changed``, which is
-what makes ``override_settings`` work in tests.
+The default for each key is written once, in :data:`DEFAULTS`; keys marked in
+:data:`SIMPLEJWT_KEYS` fall back to djangorestframework-simplejwt's effective settings when
+that package is installed, so a simplejwt project needs no ``CHANNELS_JWT`` at all. Explicit
+keys always win. What is parsed from settings is cached per :class:`Settings` and dropped
+whenever Django sends ``setting_changed``, which is what makes ``override_settings`` work in
+tests.
 """
 
 from __future__ import annotations
@@ -13,15 +13,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
 from datetime import timedelta
 from importlib import import_module
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from channels_jwt.keys import VerifyingKeys, is_hmac
+from channels_jwt.keys import (
+    PrivateKey,
+    UnusableKey,
+    VerifyingKeys,
+    is_hmac,
+    load_private_key,
+)
 
 T = TypeVar("T")
 
@@ -136,7 +145,11 @@ def simplejwt_default(name: str) -> Any:
 
 
 class Settings:
-    """Typed access to ``CHANNELS_JWT``, optionally with per-instance ``overrides``."""
+    """The raw values of ``CHANNELS_JWT``, optionally with per-instance ``overrides``.
+
+    Nothing here is validated or converted: :func:`channels_jwt.config.parse` turns these
+    values into a :class:`Config` and a list of problems, once per generation of settings.
+    """
 
     def __init__(self, overrides: Mapping[str, Any] | None = None) -> None:
         self.overrides: dict[str, Any] = dict(overrides or {})
@@ -170,152 +183,140 @@ class Settings:
 
     def verifying_keys(self) -> VerifyingKeys:
         """``VERIFYING_KEY`` parsed, once until ``setting_changed`` (or ``UnusableKey``)."""
-        return self.derived("verifying_keys", lambda: VerifyingKeys.parse(self.VERIFYING_KEY))
+        return self.derived(
+            "verifying_keys", lambda: VerifyingKeys.parse(self.value("VERIFYING_KEY"))
+        )
 
-    @property
-    def ALGORITHMS(self) -> tuple[str, ...]:
-        value = self.value("ALGORITHMS")
-        return (value,) if isinstance(value, str) else tuple(value)
-
-    @property
-    def SIGNING_KEY(self) -> str | bytes | None:
-        return self.value("SIGNING_KEY")  # type: ignore[no-any-return]
-
-    @property
-    def VERIFYING_KEY(self) -> Any:
-        return self.value("VERIFYING_KEY")
-
-    @property
-    def PRIVATE_KEY(self) -> Any:
-        return self.value("PRIVATE_KEY")
-
-    @property
-    def JWK_URL(self) -> str | None:
-        return self.value("JWK_URL") or None
-
-    @property
-    def JWKS_CACHE_SECONDS(self) -> float:
-        return seconds(self.value("JWKS_CACHE_SECONDS")) or 0
-
-    @property
-    def JWKS_TIMEOUT_SECONDS(self) -> float:
-        return seconds(self.value("JWKS_TIMEOUT_SECONDS")) or 0
-
-    @property
-    def AUDIENCE(self) -> str | list[str] | None:
-        return self.value("AUDIENCE")  # type: ignore[no-any-return]
-
-    @property
-    def ISSUER(self) -> str | list[str] | None:
-        return self.value("ISSUER")  # type: ignore[no-any-return]
-
-    @property
-    def LEEWAY(self) -> float:
-        return seconds(self.value("LEEWAY")) or 0
-
-    @property
-    def REQUIRED_CLAIMS(self) -> tuple[str, ...]:
-        return tuple(self.value("REQUIRED_CLAIMS"))
-
-    @property
-    def MAX_TOKEN_LIFETIME(self) -> float | None:
-        return seconds(self.value("MAX_TOKEN_LIFETIME"))
-
-    @property
-    def USER_ID_CLAIM(self) -> str:
-        return self.value("USER_ID_CLAIM")  # type: ignore[no-any-return]
-
-    @property
-    def USER_ID_FIELD(self) -> str:
-        return self.value("USER_ID_FIELD")  # type: ignore[no-any-return]
-
-    @property
-    def TOKEN_TYPE_CLAIM(self) -> str | None:
-        return self.value("TOKEN_TYPE_CLAIM")  # type: ignore[no-any-return]
-
-    @property
-    def TOKEN_TYPES(self) -> tuple[str, ...]:
-        value = self.value("TOKEN_TYPES")
-        return (value,) if isinstance(value, str) else tuple(value)
-
-    @property
-    def TOKEN_SOURCES(self) -> tuple[str, ...]:
-        value = self.value("TOKEN_SOURCES")
-        return (value,) if isinstance(value, str) else tuple(value)
-
-    @property
-    def SUBPROTOCOL(self) -> str:
-        return self.value("SUBPROTOCOL")  # type: ignore[no-any-return]
-
-    @property
-    def QUERY_PARAM(self) -> str:
-        return self.value("QUERY_PARAM")  # type: ignore[no-any-return]
-
-    @property
-    def HEADER_SCHEME(self) -> str:
-        return self.value("HEADER_SCHEME")  # type: ignore[no-any-return]
-
-    @property
-    def COOKIE_NAME(self) -> str | None:
-        return self.value("COOKIE_NAME")  # type: ignore[no-any-return]
-
-    @property
-    def MAX_TOKEN_BYTES(self) -> int:
-        return self.value("MAX_TOKEN_BYTES")  # type: ignore[no-any-return]
-
-    @property
-    def ALLOW_ANONYMOUS(self) -> bool:
-        return bool(self.value("ALLOW_ANONYMOUS"))
-
-    @property
-    def USER_RESOLVER(self) -> Callable[..., Any]:
-        return _callable(self.value("USER_RESOLVER"))  # type: ignore[return-value]
-
-    @property
-    def USER_CACHE_SECONDS(self) -> float:
-        return seconds(self.value("USER_CACHE_SECONDS")) or 0
-
-    @property
-    def AUTH_TIMEOUT_SECONDS(self) -> float:
-        return seconds(self.value("AUTH_TIMEOUT_SECONDS")) or 0
-
-    @property
-    def REVOCATION_CHECK(self) -> Callable[..., Any] | None:
-        return _callable(self.value("REVOCATION_CHECK"))
-
-    @property
-    def REVOCATION_CACHE(self) -> str:
-        return self.value("REVOCATION_CACHE")  # type: ignore[no-any-return]
-
-    @property
-    def CLOSE_ON_EXPIRY(self) -> bool:
-        return bool(self.value("CLOSE_ON_EXPIRY"))
-
-    @property
-    def LIVE_REVOCATION(self) -> bool:
-        return bool(self.value("LIVE_REVOCATION"))
-
-    @property
-    def REJECT_MODE(self) -> str:
-        return self.value("REJECT_MODE")  # type: ignore[no-any-return]
-
-    @property
-    def CLOSE_CODES(self) -> Mapping[str, int]:
-        return self.value("CLOSE_CODES")  # type: ignore[no-any-return]
-
-    @property
-    def RATE_LIMIT(self) -> str | None:
-        return self.value("RATE_LIMIT")  # type: ignore[no-any-return]
-
-    @property
-    def RATE_LIMIT_CACHE(self) -> str:
-        return self.value("RATE_LIMIT_CACHE")  # type: ignore[no-any-return]
+    def private_key(self) -> PrivateKey | None:
+        """``PRIVATE_KEY`` parsed, once until ``setting_changed`` (or ``UnusableKey``)."""
+        return self.derived("private_key", lambda: _private_key(self.value("PRIVATE_KEY")))
 
 
-def _callable(value: Any) -> Callable[..., Any] | None:
+def _private_key(value: Any) -> PrivateKey | None:
+    return None if value is None else load_private_key(value)
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def import_callable(value: Any) -> Callable[..., Any] | None:
+    """A dotted path imported (``ImportError`` if it cannot be), anything else as given."""
     if isinstance(value, str):
         return import_string(value)  # type: ignore[no-any-return]
     return value  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Config:
+    """One effective ``CHANNELS_JWT``, converted to the types the runtime works with.
+
+    Built by :func:`channels_jwt.config.parse` from settings without errors, and handed to
+    the parts of the runtime explicitly. Field names are the setting keys. Objects built
+    from a configuration (the verifier, the user cache) are kept with it (:meth:`derived`);
+    after ``setting_changed`` a new configuration is parsed, so they are never stale.
+    """
+
+    ALGORITHMS: tuple[str, ...]
+    SIGNING_KEY: str | bytes | None
+    VERIFYING_KEY: Any
+    PRIVATE_KEY: Any
+    JWK_URL: str | None
+    JWKS_CACHE_SECONDS: float
+    JWKS_TIMEOUT_SECONDS: float
+    AUDIENCE: str | list[str] | None
+    ISSUER: str | list[str] | None
+    LEEWAY: float
+    REQUIRED_CLAIMS: tuple[str, ...]
+    MAX_TOKEN_LIFETIME: float | None
+    USER_ID_CLAIM: str
+    USER_ID_FIELD: str
+    TOKEN_TYPE_CLAIM: str | None
+    TOKEN_TYPES: tuple[str, ...]
+    TOKEN_SOURCES: tuple[str, ...]
+    SUBPROTOCOL: str
+    QUERY_PARAM: str
+    HEADER_SCHEME: str
+    COOKIE_NAME: str | None
+    MAX_TOKEN_BYTES: int
+    ALLOW_ANONYMOUS: bool
+    USER_RESOLVER: Callable[..., Any]
+    USER_CACHE_SECONDS: float
+    AUTH_TIMEOUT_SECONDS: float
+    REVOCATION_CHECK: Callable[..., Any] | None
+    REVOCATION_CACHE: str
+    CLOSE_ON_EXPIRY: bool
+    LIVE_REVOCATION: bool
+    REJECT_MODE: str
+    CLOSE_CODES: Mapping[str, int]
+    RATE_LIMIT: str | None
+    RATE_LIMIT_CACHE: str
+    #: ``VERIFYING_KEY`` parsed (``None`` when the algorithms are HMAC or keys come from a JWKS).
+    verifying_keys: VerifyingKeys | None
+    #: ``PRIVATE_KEY`` parsed (``None`` when not set), for ``issue_token``.
+    private_key: PrivateKey | None
+    _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Config:
+        """Convert the values of ``settings``; callers validate them first.
+
+        Raises ``ImportError`` for a dotted path that cannot be imported and
+        ``ImproperlyConfigured`` for a key that cannot be parsed.
+        """
+        value = settings.value
+        algorithms = _names(value("ALGORITHMS"))
+        static_keys = not is_hmac(algorithms[0]) and not value("JWK_URL")
+        try:
+            verifying_keys = settings.verifying_keys() if static_keys else None
+            private_key = settings.private_key()
+        except UnusableKey as exc:
+            raise ImproperlyConfigured(f"CHANNELS_JWT key unusable: {exc}") from exc
+        return cls(
+            ALGORITHMS=algorithms,
+            SIGNING_KEY=value("SIGNING_KEY"),
+            VERIFYING_KEY=value("VERIFYING_KEY"),
+            PRIVATE_KEY=value("PRIVATE_KEY"),
+            JWK_URL=value("JWK_URL") or None,
+            JWKS_CACHE_SECONDS=seconds(value("JWKS_CACHE_SECONDS")) or 0,
+            JWKS_TIMEOUT_SECONDS=seconds(value("JWKS_TIMEOUT_SECONDS")) or 0,
+            AUDIENCE=value("AUDIENCE"),
+            ISSUER=value("ISSUER"),
+            LEEWAY=seconds(value("LEEWAY")) or 0,
+            REQUIRED_CLAIMS=tuple(value("REQUIRED_CLAIMS")),
+            MAX_TOKEN_LIFETIME=seconds(value("MAX_TOKEN_LIFETIME")),
+            USER_ID_CLAIM=value("USER_ID_CLAIM"),
+            USER_ID_FIELD=value("USER_ID_FIELD"),
+            TOKEN_TYPE_CLAIM=value("TOKEN_TYPE_CLAIM"),
+            TOKEN_TYPES=_names(value("TOKEN_TYPES")),
+            TOKEN_SOURCES=_names(value("TOKEN_SOURCES")),
+            SUBPROTOCOL=value("SUBPROTOCOL"),
+            QUERY_PARAM=value("QUERY_PARAM"),
+            HEADER_SCHEME=value("HEADER_SCHEME"),
+            COOKIE_NAME=value("COOKIE_NAME"),
+            MAX_TOKEN_BYTES=value("MAX_TOKEN_BYTES"),
+            ALLOW_ANONYMOUS=bool(value("ALLOW_ANONYMOUS")),
+            USER_RESOLVER=import_callable(value("USER_RESOLVER")),  # type: ignore[arg-type]
+            USER_CACHE_SECONDS=seconds(value("USER_CACHE_SECONDS")) or 0,
+            AUTH_TIMEOUT_SECONDS=seconds(value("AUTH_TIMEOUT_SECONDS")) or 0,
+            REVOCATION_CHECK=import_callable(value("REVOCATION_CHECK")),
+            REVOCATION_CACHE=value("REVOCATION_CACHE"),
+            CLOSE_ON_EXPIRY=bool(value("CLOSE_ON_EXPIRY")),
+            LIVE_REVOCATION=bool(value("LIVE_REVOCATION")),
+            REJECT_MODE=value("REJECT_MODE"),
+            CLOSE_CODES=MappingProxyType(dict(value("CLOSE_CODES"))),
+            RATE_LIMIT=value("RATE_LIMIT"),
+            RATE_LIMIT_CACHE=value("RATE_LIMIT_CACHE"),
+            verifying_keys=verifying_keys,
+            private_key=private_key,
+        )
+
+    def derived(self, name: str, build: Callable[[], T]) -> T:
+        """The object ``build`` makes from this configuration, built once."""
+        if name not in self._derived:
+            self._derived[name] = build()
+        result: T = self._derived[name]
+        return result
 
 
 #: The project-wide settings object.

@@ -1,6 +1,6 @@
 """The authentication steps after extraction: verify, check revocation, resolve the user.
 
-One :class:`Pipeline` is built per settings (and cached): the handshake and
+One :class:`Pipeline` is built per configuration (and cached): the handshake and
 ``scope["jwt"].refresh()`` both run a token through :meth:`Pipeline.authenticate`, so a
 refreshed token is held to exactly the rules of the first one.
 """
@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 from asgiref.sync import iscoroutinefunction
 from channels.db import database_sync_to_async
 
-from channels_jwt.conf import Settings
+from channels_jwt.conf import Config, Settings
+from channels_jwt.config import config_of
 from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.ratelimit import FailureLimiter, parse_rate
@@ -25,7 +26,6 @@ from channels_jwt.revocation import bound_revocation_check
 from channels_jwt.sources import ExtractionRules
 from channels_jwt.types import Claims, Scope
 from channels_jwt.users import bound_resolver, token_user
-from channels_jwt.validation import validated
 from channels_jwt.verify import TokenVerifier
 
 T = TypeVar("T")
@@ -40,7 +40,7 @@ def as_async(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
 
 @dataclass(frozen=True)
 class Pipeline:
-    """Everything one handshake needs, built from settings once and cached."""
+    """Everything one handshake needs, built from one configuration once and cached."""
 
     extraction: ExtractionRules
     verifier: TokenVerifier
@@ -58,38 +58,39 @@ class Pipeline:
     rate_limiter: FailureLimiter | None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Pipeline:
-        """Validate ``settings`` (the rules of the system checks) and build the pipeline."""
-        validated(settings)
-        revocation_check = settings.REVOCATION_CHECK
-        live_revocation = settings.LIVE_REVOCATION
-        rate = parse_rate(settings.RATE_LIMIT)
-        resolver = settings.USER_RESOLVER
+    def from_config(cls, config: Config) -> Pipeline:
+        """Bind the steps of one handshake to ``config``."""
+        revocation_check = config.REVOCATION_CHECK
+        rate = parse_rate(config.RATE_LIMIT)
+        resolver = config.USER_RESOLVER
         stateless = resolver is token_user and revocation_check is None and rate is None
-        may_wait = bool(settings.JWK_URL) or not stateless
+        may_wait = bool(config.JWK_URL) or not stateless
         return cls(
-            extraction=ExtractionRules.from_settings(settings, is_trusted_origin),
-            verifier=TokenVerifier.for_settings(settings),
-            resolve_user=as_async(bound_resolver(resolver, settings)),
+            extraction=ExtractionRules.from_config(config, is_trusted_origin),
+            verifier=TokenVerifier.of(config),
+            resolve_user=as_async(bound_resolver(resolver, config)),
             is_revoked=(
                 None
                 if revocation_check is None
-                else as_async(bound_revocation_check(revocation_check, settings))
+                else as_async(bound_revocation_check(revocation_check, config))
             ),
-            allow_anonymous=settings.ALLOW_ANONYMOUS,
-            reject_mode=settings.REJECT_MODE,
-            close_codes=dict(settings.CLOSE_CODES),
-            close_on_expiry=settings.CLOSE_ON_EXPIRY,
-            leeway=settings.LEEWAY,
-            live_revocation=live_revocation,
-            auth_timeout=settings.AUTH_TIMEOUT_SECONDS if may_wait else None,
-            rate_limiter=None if rate is None else FailureLimiter(settings.RATE_LIMIT_CACHE, *rate),
+            allow_anonymous=config.ALLOW_ANONYMOUS,
+            reject_mode=config.REJECT_MODE,
+            close_codes=config.CLOSE_CODES,
+            close_on_expiry=config.CLOSE_ON_EXPIRY,
+            leeway=config.LEEWAY,
+            live_revocation=config.LIVE_REVOCATION,
+            auth_timeout=config.AUTH_TIMEOUT_SECONDS if may_wait else None,
+            rate_limiter=None if rate is None else FailureLimiter(config.RATE_LIMIT_CACHE, *rate),
         )
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Pipeline:
-        """The cached pipeline of ``settings`` (rebuilt after ``setting_changed``)."""
-        return settings.derived("pipeline", lambda: cls.from_settings(settings))
+        """The pipeline of ``settings``; ``ImproperlyConfigured`` if they have an error.
+
+        Parsed and built once, and again after ``setting_changed``.
+        """
+        return settings.derived("pipeline", lambda: cls.from_config(config_of(settings)))
 
     async def authenticate(self, token: str, scope: Scope) -> tuple[Mapping[str, Any], Any]:
         """Verify ``token``, check revocation, resolve the user: ``(claims, user)``.

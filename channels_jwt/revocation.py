@@ -24,7 +24,8 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from django.core.cache import caches
 
-from channels_jwt.conf import Settings, active_settings
+from channels_jwt.conf import Config
+from channels_jwt.config import current_config
 from channels_jwt.exceptions import TokenExpired
 from channels_jwt.live import (
     REVOKE_MESSAGE,
@@ -33,7 +34,6 @@ from channels_jwt.live import (
     token_group,
     user_group,
 )
-from channels_jwt.validation import validated
 from channels_jwt.verify import TokenVerifier
 
 KEY_PREFIX = "channels_jwt:revoked:"
@@ -51,24 +51,24 @@ async def cache_denylist(claims: Mapping[str, Any]) -> bool:
     thread. If the cache cannot be reached the exception propagates, and the middleware
     refuses the connection with 4503: it fails closed.
     """
-    return await _is_denylisted(active_settings(), claims)
+    return await _is_denylisted(current_config(), claims)
 
 
-async def _is_denylisted(settings: Settings, claims: Mapping[str, Any]) -> bool:
-    cache = caches[settings.REVOCATION_CACHE]
+async def _is_denylisted(config: Config, claims: Mapping[str, Any]) -> bool:
+    cache = caches[config.REVOCATION_CACHE]
     value = await sync_to_async(cache.get, thread_sensitive=False)(denylist_key(claims))
     return value is not None
 
 
-def bound_revocation_check(check: Any, settings: Settings) -> Any:
-    """``check``, or :func:`cache_denylist` bound to ``settings`` (no ambient lookup)."""
+def bound_revocation_check(check: Any, config: Config) -> Any:
+    """``check``, or :func:`cache_denylist` bound to ``config`` (no ambient lookup)."""
     if check is not cache_denylist:
         return check
 
-    async def cache_denylist_of_settings(claims: Mapping[str, Any]) -> bool:
-        return await _is_denylisted(settings, claims)
+    async def cache_denylist_of_config(claims: Mapping[str, Any]) -> bool:
+        return await _is_denylisted(config, claims)
 
-    return cache_denylist_of_settings
+    return cache_denylist_of_config
 
 
 async def simplejwt_blacklist(claims: Mapping[str, Any]) -> bool:
@@ -94,13 +94,14 @@ async def arevoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
     handshake with it is refused with 4441 when ``REVOCATION_CHECK`` is
     :func:`cache_denylist`; with ``LIVE_REVOCATION``, also closes the sockets it opened, in
     every process, with 4441. A token string is verified first (an expired one needs no
-    revocation and is ignored; a bad one raises its ``AuthenticationFailed``).
+    revocation and is ignored; a bad one raises its ``AuthenticationFailed``). Uses the
+    configuration of the connection in progress, or else the project's; raises
+    ``ImproperlyConfigured`` when it has a system-check error.
     """
-    settings = active_settings()
+    config = current_config()
     if isinstance(claims_or_token, str):
         try:
-            verifier = TokenVerifier.for_settings(validated(settings))
-            claims: Mapping[str, Any] = await verifier.averify(claims_or_token)
+            claims: Mapping[str, Any] = await TokenVerifier.of(config).averify(claims_or_token)
         except TokenExpired:
             return
     else:
@@ -108,10 +109,10 @@ async def arevoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
     if "jti" not in claims:
         raise ValueError("only tokens with a jti claim can be revoked")
     exp = claims.get("exp")
-    timeout = None if exp is None else max(1, math.ceil(exp + settings.LEEWAY - time.time()))
-    cache = caches[settings.REVOCATION_CACHE]
+    timeout = None if exp is None else max(1, math.ceil(exp + config.LEEWAY - time.time()))
+    cache = caches[config.REVOCATION_CACHE]
     await sync_to_async(cache.set, thread_sensitive=False)(denylist_key(claims), 1, timeout)
-    if settings.LIVE_REVOCATION:
+    if config.LIVE_REVOCATION:
         await channel_layer().group_send(token_group(claims), {"type": REVOKE_MESSAGE})
 
 

@@ -21,7 +21,7 @@ from channels_jwt.exceptions import TokenMalformed
 from channels_jwt.types import Headers, Scope
 
 if TYPE_CHECKING:
-    from channels_jwt.conf import Settings
+    from channels_jwt.conf import Config
 
 MAX_SUBPROTOCOLS = 16
 MAX_QUERY_STRING_BYTES = 8192
@@ -41,17 +41,17 @@ class ExtractionRules:
     trusted_origin: Callable[[str | None], bool]
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, trusted_origin: Callable[[str | None], bool]
+    def from_config(
+        cls, config: Config, trusted_origin: Callable[[str | None], bool]
     ) -> ExtractionRules:
-        """The rules ``settings`` give, with ``trusted_origin`` judging a cookie's page."""
+        """The rules of ``config``, with ``trusted_origin`` judging a cookie's page."""
         return cls(
-            sources=settings.TOKEN_SOURCES,
-            subprotocol=settings.SUBPROTOCOL,
-            query_param=settings.QUERY_PARAM,
-            header_scheme=settings.HEADER_SCHEME,
-            cookie_name=settings.COOKIE_NAME,
-            max_token_bytes=settings.MAX_TOKEN_BYTES,
+            sources=config.TOKEN_SOURCES,
+            subprotocol=config.SUBPROTOCOL,
+            query_param=config.QUERY_PARAM,
+            header_scheme=config.HEADER_SCHEME,
+            cookie_name=config.COOKIE_NAME,
+            max_token_bytes=config.MAX_TOKEN_BYTES,
             trusted_origin=trusted_origin,
         )
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from channels.testing import WebsocketCommunicator
 
-from channels_jwt.conf import active_settings
+from channels_jwt.config import current_config
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.sources import BY_NAME, ExtractionRules
 from channels_jwt.tokens import issue_token
@@ -56,7 +56,7 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         source = BY_NAME.get(transport)
         if source is None:
             raise ValueError(f"unknown transport {transport!r}")
-        rules = ExtractionRules.from_settings(active_settings(), is_trusted_origin)
+        rules = ExtractionRules.from_config(current_config(), is_trusted_origin)
         source.present(self.scope, token, rules, origin)
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import Field
 
-from channels_jwt.conf import Settings, active_settings
+from channels_jwt.conf import Config
+from channels_jwt.config import current_config, user_id_field
 from channels_jwt.exceptions import TokenInvalid, UserRejected
 from channels_jwt.types import Claims, Scope, read_only
 
@@ -103,7 +104,7 @@ def _storable_text(value: str) -> bool:
 
 @dataclass(frozen=True)
 class _UserIdentity:
-    """Where a user's id is in the claims and in the user model (resolved once per settings)."""
+    """Where a user's id is in the claims and in the user model (once per configuration)."""
 
     user_model: type[Model]
     claim: str
@@ -111,35 +112,19 @@ class _UserIdentity:
     field: Field[Any, Any]
 
 
-def _identity(settings: Settings) -> _UserIdentity:
-    return settings.derived("user_identity", lambda: _resolve_identity(settings))
+def _identity(config: Config) -> _UserIdentity:
+    return config.derived("user_identity", lambda: _resolve_identity(config))
 
 
-def user_id_field(user_model: type[Model], field_name: Any) -> Field[Any, Any]:
-    """The field ``USER_ID_FIELD`` names: a concrete field of the user model, not a relation.
-
-    Raises ``ImproperlyConfigured`` otherwise. (The system checks also require it unique.)
-    """
-    try:
-        field = user_model._meta.get_field(field_name)
-    except (FieldDoesNotExist, TypeError) as exc:
-        raise ImproperlyConfigured(
-            f"USER_ID_FIELD {field_name!r} is not a field of {user_model._meta.label}"
-        ) from exc
-    if not isinstance(field, Field) or field.is_relation:
-        raise ImproperlyConfigured(f"USER_ID_FIELD {field_name!r} is a relation, not a field")
-    return field
-
-
-def _resolve_identity(settings: Settings) -> _UserIdentity:
+def _resolve_identity(config: Config) -> _UserIdentity:
     user_model = get_user_model()
-    field_name = settings.USER_ID_FIELD
+    field_name = config.USER_ID_FIELD
     field = user_id_field(user_model, field_name)
-    return _UserIdentity(user_model, settings.USER_ID_CLAIM, field_name, field)
+    return _UserIdentity(user_model, config.USER_ID_CLAIM, field_name, field)
 
 
-def _user_id(settings: Settings, claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
-    identity = _identity(settings)
+def _user_id(config: Config, claims: Mapping[str, Any]) -> tuple[type[Model], str, Any]:
+    identity = _identity(config)
     user_id = canonical_user_id(claims.get(identity.claim), identity.field)
     return identity.user_model, identity.field_name, user_id
 
@@ -175,16 +160,16 @@ async def database_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> 
     """Load the active user named by the claims (one query, run off the event loop).
 
     Raises :class:`UserRejected` when no such user exists, when the id field is not unique
-    for it, or when the user is inactive: the same answer for each. Called directly, it reads
-    the settings of the connection in progress (or the project's); the middleware calls a
-    copy bound to its own (``bound_resolver``).
+    for it, or when the user is inactive: the same answer for each. Called directly, it uses
+    the configuration of the connection in progress (or the project's); the middleware calls
+    a copy bound to its own (``bound_resolver``).
     """
-    return await _database_user(active_settings(), claims)
+    return await _database_user(current_config(), claims)
 
 
-async def _database_user(settings: Settings, claims: Mapping[str, Any]) -> AbstractBaseUser:
-    user_model, field_name, user_id = _user_id(settings, claims)
-    cache = settings.derived("user_cache", lambda: UserCache(settings.USER_CACHE_SECONDS))
+async def _database_user(config: Config, claims: Mapping[str, Any]) -> AbstractBaseUser:
+    user_model, field_name, user_id = _user_id(config, claims)
+    cache = config.derived("user_cache", lambda: UserCache(config.USER_CACHE_SECONDS))
     key = (user_model._meta.label_lower, field_name, user_id)
     if cache.seconds > 0:
         cached = cache.get(key)
@@ -210,28 +195,28 @@ def _fetch_user_sync(user_model: type[Model], field_name: str, user_id: Any) -> 
 
 async def token_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> TokenUser:
     """Build a :class:`TokenUser` from the claims, without touching the database."""
-    return _token_user(active_settings(), claims)
+    return _token_user(current_config(), claims)
 
 
-def _token_user(settings: Settings, claims: Mapping[str, Any]) -> TokenUser:
-    _, _, user_id = _user_id(settings, claims)
+def _token_user(config: Config, claims: Mapping[str, Any]) -> TokenUser:
+    _, _, user_id = _user_id(config, claims)
     return TokenUser(user_id, claims)
 
 
-def bound_resolver(resolver: Any, settings: Settings) -> Any:
-    """``resolver``, or the built-in it names bound to ``settings`` (no ambient lookup)."""
+def bound_resolver(resolver: Any, config: Config) -> Any:
+    """``resolver``, or the built-in it names bound to ``config`` (no ambient lookup)."""
     if resolver is database_user:
 
-        async def database_user_of_settings(claims: Claims, scope: Scope) -> AbstractBaseUser:
-            return await _database_user(settings, claims)
+        async def database_user_of_config(claims: Claims, scope: Scope) -> AbstractBaseUser:
+            return await _database_user(config, claims)
 
-        return database_user_of_settings
+        return database_user_of_config
     if resolver is token_user:
 
-        async def token_user_of_settings(claims: Claims, scope: Scope) -> TokenUser:
-            return _token_user(settings, claims)
+        async def token_user_of_config(claims: Claims, scope: Scope) -> TokenUser:
+            return _token_user(config, claims)
 
-        return token_user_of_settings
+        return token_user_of_config
     return resolver
 
 

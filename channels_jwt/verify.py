@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 import jwt
 from django.core.exceptions import ImproperlyConfigured
 
-from channels_jwt.conf import Settings
+from channels_jwt.conf import Config
 from channels_jwt.exceptions import (
     TokenExpired,
     TokenInvalid,
@@ -107,60 +107,55 @@ class TokenVerifier:
             self._hmac_key = self._algorithms[rules.algorithms[0]].prepare_key(secret)
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, require_jti: bool = False) -> TokenVerifier:
-        """Build a verifier from settings already validated by the system checks.
+    def from_config(cls, config: Config, *, require_jti: bool = False) -> TokenVerifier:
+        """Build a verifier for ``config`` (``require_jti``: refuse tokens without ``jti``).
 
         Raises ``ImproperlyConfigured`` if a key cannot be used.
         """
-        algorithms = settings.ALGORITHMS
+        algorithms = config.ALGORITHMS
         secret: bytes | None = None
-        keys: VerifyingKeys | None = None
         jwks: JWKSKeys | None = None
         try:
             if is_hmac(algorithms[0]):
-                secret = hmac_secret(settings.SIGNING_KEY or b"", algorithms)
-            elif settings.JWK_URL:
+                secret = hmac_secret(config.SIGNING_KEY or b"", algorithms)
+            elif config.JWK_URL:
                 jwks = JWKSKeys(
-                    settings.JWK_URL,
-                    cache_seconds=settings.JWKS_CACHE_SECONDS,
-                    timeout=settings.JWKS_TIMEOUT_SECONDS,
+                    config.JWK_URL,
+                    cache_seconds=config.JWKS_CACHE_SECONDS,
+                    timeout=config.JWKS_TIMEOUT_SECONDS,
                 )
-            else:
-                keys = settings.verifying_keys()
         except UnusableKey as exc:
             raise ImproperlyConfigured(f"CHANNELS_JWT key unusable: {exc}") from exc
-        required = [*settings.REQUIRED_CLAIMS, settings.USER_ID_CLAIM]
-        if settings.TOKEN_TYPE_CLAIM:
-            required.append(settings.TOKEN_TYPE_CLAIM)
+        required = [*config.REQUIRED_CLAIMS, config.USER_ID_CLAIM]
+        if config.TOKEN_TYPE_CLAIM:
+            required.append(config.TOKEN_TYPE_CLAIM)
         if require_jti:
             required.append("jti")
         return cls(
             VerificationRules(
                 algorithms=algorithms,
                 hmac_secret=secret,
-                verifying_keys=keys,
+                verifying_keys=config.verifying_keys,
                 jwks=jwks,
-                audience=settings.AUDIENCE,
-                issuer=settings.ISSUER,
-                leeway=settings.LEEWAY,
+                audience=config.AUDIENCE,
+                issuer=config.ISSUER,
+                leeway=config.LEEWAY,
                 required_claims=tuple(dict.fromkeys(required)),
-                max_lifetime=settings.MAX_TOKEN_LIFETIME,
-                token_type_claim=settings.TOKEN_TYPE_CLAIM,
-                token_types=settings.TOKEN_TYPES,
-                max_token_bytes=settings.MAX_TOKEN_BYTES,
+                max_lifetime=config.MAX_TOKEN_LIFETIME,
+                token_type_claim=config.TOKEN_TYPE_CLAIM,
+                token_types=config.TOKEN_TYPES,
+                max_token_bytes=config.MAX_TOKEN_BYTES,
             )
         )
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> TokenVerifier:
-        """The verifier of ``settings`` (kept until ``setting_changed``).
+    def of(cls, config: Config) -> TokenVerifier:
+        """The verifier of ``config``, built once.
 
         ``jti`` is required whenever a revocation check or live revocation needs it.
         """
-        require_jti = settings.value("REVOCATION_CHECK") is not None or settings.LIVE_REVOCATION
-        return settings.derived(
-            "verifier", lambda: cls.from_settings(settings, require_jti=require_jti)
-        )
+        require_jti = config.REVOCATION_CHECK is not None or config.LIVE_REVOCATION
+        return config.derived("verifier", lambda: cls.from_config(config, require_jti=require_jti))
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the verified claims of ``token`` or raise an ``AuthenticationFailed``.

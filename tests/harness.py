@@ -38,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 
 from channels_jwt import AuthenticationFailed, ChannelsJWTError, CloseCode
 from channels_jwt.checks import check_settings
-from channels_jwt.conf import Settings
+from channels_jwt.conf import Config, Settings
 from channels_jwt.connection import JWTConnection
 from channels_jwt.extract import Extraction, extract_token
 from channels_jwt.sources import ExtractionRules
@@ -153,8 +153,13 @@ def soon(lead: float = 0.3) -> int:
 
 
 def verifier(*, require_jti: bool = False, **overrides: Any) -> TokenVerifier:
-    """A verifier built from the test settings plus ``overrides`` (``CHANNELS_JWT`` keys)."""
-    return TokenVerifier.from_settings(Settings(overrides), require_jti=require_jti)
+    """A verifier built from the test settings plus ``overrides`` (``CHANNELS_JWT`` keys).
+
+    The rules of the system checks are not applied: this is the verifier's own defence.
+    """
+    return TokenVerifier.from_config(
+        Config.from_settings(Settings(overrides)), require_jti=require_jti
+    )
 
 
 def rs_verifier(keys: Keys, **overrides: Any) -> TokenVerifier:

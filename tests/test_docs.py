@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 
 import channels_jwt
-from channels_jwt import validation
+from channels_jwt import config
 from channels_jwt.conf import DEFAULTS
 from channels_jwt.exceptions import REASONS, CloseCode
 from tests import harness
@@ -131,7 +131,7 @@ def test_every_reason_is_documented(reason: str) -> None:
 
 
 def test_every_check_id_is_documented() -> None:
-    source = Path(validation.__file__).read_text()
+    source = Path(config.__file__).read_text()
     ids = {f"channels_jwt.E{int(n):03d}" for n in re.findall(r"_error\(\s*(\d+),", source)}
     ids |= set(re.findall(r"channels_jwt\.[WI]\d{3}", source))
     documented = set(re.findall(r"`(channels_jwt\.[EWI]\d{3})`", read("checks.md")))

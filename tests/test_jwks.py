@@ -28,6 +28,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from channels_jwt import JWTAuthMiddleware
 from channels_jwt.checks import check_settings
 from channels_jwt.conf import Settings
+from channels_jwt.config import config_of
 from channels_jwt.exceptions import KeyUnavailable
 from channels_jwt.jwks import (
     REFETCH_COOLDOWN_SECONDS,
@@ -757,7 +758,7 @@ async def test_candidates_without_kid_are_the_keys_fitting_the_algorithm(
 
 def test_sync_verify_refuses_a_jwks_verifier(jwks_server: JWKSServer, keys: Keys) -> None:
     jwks_server.publish(public_jwk(keys.rsa, "key-1"))
-    verifier = TokenVerifier.from_settings(Settings(idp_settings(jwks_server.url)))
+    verifier = TokenVerifier.of(config_of(Settings(idp_settings(jwks_server.url))))
 
     with pytest.raises(ImproperlyConfigured, match=r"averify\(\)"):
         verifier.verify(idp_token(keys.rsa, "key-1"))
@@ -766,7 +767,7 @@ def test_sync_verify_refuses_a_jwks_verifier(jwks_server: JWKSServer, keys: Keys
 
 async def test_averify_returns_the_verified_claims(jwks_server: JWKSServer, keys: Keys) -> None:
     jwks_server.publish(public_jwk(keys.rsa, "key-1"))
-    verifier = TokenVerifier.from_settings(Settings(idp_settings(jwks_server.url)))
+    verifier = TokenVerifier.of(config_of(Settings(idp_settings(jwks_server.url))))
     claims = idp_claims()
 
     verified = await verifier.averify(jwt.encode(claims, keys.rsa, "RS256", {"kid": "key-1"}))

@@ -21,6 +21,7 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
+import channels_jwt.config
 from channels_jwt import (
     JWTAuthMiddleware,
     TokenInvalid,
@@ -28,6 +29,10 @@ from channels_jwt import (
     arevoke_token,
     revoke_token,
 )
+from channels_jwt.conf import Config, Settings
+from channels_jwt.conf import settings as project_settings
+from channels_jwt.config import Parsed, parse
+from channels_jwt.pipeline import Pipeline
 from channels_jwt.revocation import cache_denylist, denylist_key
 from tests.harness import (
     CLOSE_REVOKED,
@@ -283,6 +288,29 @@ async def test_revoking_a_bad_token_string_raises_its_error(
 
     with pytest.raises(error):
         await arevoke_token(token)
+
+
+async def test_revoking_a_token_string_builds_no_pipeline_and_parses_once(
+    configure: Configure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    configure(REVOCATION_CHECK=CACHE_DENYLIST)
+    parses: list[Settings] = []
+
+    def counted_parse(settings: Settings) -> Parsed:
+        parses.append(settings)
+        return parse(settings)
+
+    def no_pipeline(config: Config) -> Pipeline:
+        raise AssertionError("revoke_token built a pipeline")
+
+    monkeypatch.setattr(channels_jwt.config, "parse", counted_parse)
+    monkeypatch.setattr(Pipeline, "from_config", no_pipeline)
+
+    await arevoke_token(token_for(1, jti="first"))
+    await arevoke_token(token_for(1, jti="second"))
+
+    assert parses == [project_settings]
+    assert await cache_denylist(claims_for(1, jti="second")) is True
 
 
 async def test_revoking_with_misconfigured_settings_raises_improperly_configured(

@@ -15,6 +15,7 @@ from django.test import override_settings
 import channels_jwt
 from channels_jwt import tokens
 from channels_jwt.conf import Settings
+from channels_jwt.config import config_of
 from channels_jwt.tokens import DEFAULT_LIFETIME_SECONDS, issue_token
 from channels_jwt.verify import TokenVerifier
 from tests.harness import HS_KEY, Keys, private_pem, public_pem
@@ -162,7 +163,7 @@ def test_signs_with_the_first_algorithm() -> None:
 @configured(AUDIENCE="chat-api", ISSUER="https://auth.example", MAX_TOKEN_LIFETIME=300)
 def test_hmac_round_trip_through_the_verifier() -> None:
     token = issue_token(StubUser())
-    claims = TokenVerifier.from_settings(Settings(), require_jti=True).verify(token)
+    claims = TokenVerifier.from_config(config_of(Settings()), require_jti=True).verify(token)
     assert claims["user_id"] == "42"
 
 
@@ -186,14 +187,19 @@ def test_asymmetric_round_trip(keys: Keys, algorithm: str) -> None:
         }
     ):
         token = issue_token(StubUser())
-        claims = TokenVerifier.from_settings(Settings()).verify(token)
+        claims = TokenVerifier.from_config(config_of(Settings())).verify(token)
     assert jwt.get_unverified_header(token)["alg"] == algorithm
     assert claims["user_id"] == "42"
     assert claims["exp"] - claims["iat"] == 300
 
 
+#: Keys to verify with, for configurations that only sign: a JWKS URL (fetched on first use).
+SIGNING_ONLY = {"JWK_URL": "https://issuer.example/jwks.json"}
+
+
 def test_private_key_object_is_accepted(keys: Keys) -> None:
-    with override_settings(CHANNELS_JWT={"ALGORITHMS": ["ES384"], "PRIVATE_KEY": keys.p384}):
+    values = {"ALGORITHMS": ["ES384"], "PRIVATE_KEY": keys.p384, **SIGNING_ONLY}
+    with override_settings(CHANNELS_JWT=values):
         token = issue_token(StubUser())
     assert decoded(token, key=keys.p384.public_key(), algorithm="ES384")["user_id"] == "42"
 
@@ -201,11 +207,15 @@ def test_private_key_object_is_accepted(keys: Keys) -> None:
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [
-        pytest.param({"ALGORITHMS": ["RS256"]}, "PRIVATE_KEY is required", id="no-private-key"),
-        pytest.param({"SIGNING_KEY": None}, "0 bytes", id="no-signing-key"),
+        pytest.param(
+            {"ALGORITHMS": ["RS256"], **SIGNING_ONLY},
+            "PRIVATE_KEY is required",
+            id="no-private-key",
+        ),
+        pytest.param({"SIGNING_KEY": None}, "E006: ", id="no-signing-key"),
         pytest.param({"SIGNING_KEY": "x" * 16}, "16 bytes", id="short-signing-key"),
         pytest.param(
-            {"ALGORITHMS": ["ES256"], "PRIVATE_KEY": "not a pem"},
+            {"ALGORITHMS": ["ES256"], "PRIVATE_KEY": "not a pem", **SIGNING_ONLY},
             "not an unencrypted PEM private key",
             id="garbage-private-key",
         ),
@@ -221,7 +231,7 @@ def test_improperly_configured_without_a_usable_key(values: dict[str, Any], frag
 
 def test_rsa_1024_private_key_is_improperly_configured(keys: Keys) -> None:
     pem = private_pem(keys.rsa_small)
-    values = {"ALGORITHMS": ["RS256"], "PRIVATE_KEY": pem}
+    values = {"ALGORITHMS": ["RS256"], "PRIVATE_KEY": pem, **SIGNING_ONLY}
     with (
         override_settings(CHANNELS_JWT=values),
         pytest.raises(ImproperlyConfigured, match="1024 bits") as info,
@@ -231,6 +241,9 @@ def test_rsa_1024_private_key_is_improperly_configured(keys: Keys) -> None:
 
 
 def test_public_key_as_private_key_is_improperly_configured(keys: Keys) -> None:
-    values = {"ALGORITHMS": ["RS256"], "PRIVATE_KEY": public_pem(keys.rsa)}
-    with override_settings(CHANNELS_JWT=values), pytest.raises(ImproperlyConfigured):
+    values = {"ALGORITHMS": ["RS256"], "PRIVATE_KEY": public_pem(keys.rsa), **SIGNING_ONLY}
+    with (
+        override_settings(CHANNELS_JWT=values),
+        pytest.raises(ImproperlyConfigured, match=r"E013: CHANNELS_JWT PRIVATE_KEY cannot be used"),
+    ):
         issue_token(StubUser())

@@ -21,10 +21,12 @@ from channels_jwt import (
     TokenInvalid,
     UserRejected,
 )
+from channels_jwt.conf import Config, Settings
 from channels_jwt.users import (
     INTEGER_FIELDS,
     TokenUser,
     UserCache,
+    bound_resolver,
     canonical_user_id,
     database_user,
     token_user,
@@ -67,6 +69,16 @@ def resolve(resolver: Any, claims: dict[str, Any]) -> Any:
     (SQLite ignores closing an in-memory database, which hides it there).
     """
     return async_to_sync(resolver)(claims, {"type": "websocket"})
+
+
+def resolve_unchecked(claims: dict[str, Any]) -> Any:
+    """:func:`resolve` with ``database_user`` bound to settings the rules were not applied to.
+
+    What the resolver does on its own when a configuration the system checks refuse (a
+    non-unique or relation ``USER_ID_FIELD``) reaches it anyway.
+    """
+    config = Config.from_settings(Settings())
+    return resolve(bound_resolver(database_user, config), claims)
 
 
 # database_user
@@ -143,7 +155,7 @@ def test_database_user_rejects_a_non_unique_match(settings: Any, transactional_d
     User.objects.create(username="sam2", first_name="Sam")
     configure(settings, USER_ID_FIELD="first_name")
     with pytest.raises(UserRejected):
-        resolve(database_user, {"user_id": "Sam"})
+        resolve_unchecked({"user_id": "Sam"})
 
 
 def test_database_user_by_a_non_unique_field_with_one_match(
@@ -151,7 +163,7 @@ def test_database_user_by_a_non_unique_field_with_one_match(
 ) -> None:
     sam = User.objects.create(username="sam1", first_name="Sam")
     configure(settings, USER_ID_FIELD="first_name")
-    assert resolve(database_user, {"user_id": "Sam"}) == sam
+    assert resolve_unchecked({"user_id": "Sam"}) == sam
 
 
 def test_user_id_field_naming_a_relation_is_a_configuration_error(settings: Any, db: None) -> None:
@@ -160,8 +172,11 @@ def test_user_id_field_naming_a_relation_is_a_configuration_error(settings: Any,
     settings.AUTH_USER_MODEL = "auth.Permission"
     configure(settings, USER_ID_FIELD="group")
     with pytest.raises(ImproperlyConfigured) as raised:
-        resolve(database_user, {"user_id": "1"})
+        resolve_unchecked({"user_id": "1"})
     assert str(raised.value) == "USER_ID_FIELD 'group' is a relation, not a field"
+    # Called directly, the built-in refuses the configuration the system checks refuse.
+    with pytest.raises(ImproperlyConfigured, match=r"^channels_jwt\.E021: "):
+        resolve(database_user, {"user_id": "1"})
 
 
 # USER_CACHE_SECONDS

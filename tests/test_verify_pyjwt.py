@@ -21,7 +21,7 @@ from typing import Any
 import jwt
 import pytest
 
-from channels_jwt.conf import Settings
+from channels_jwt.conf import Config, Settings
 from channels_jwt.exceptions import AuthenticationFailed, TokenExpired, TokenInvalid, TokenMalformed
 from channels_jwt.verify import TokenVerifier
 from tests.harness import HS_KEY
@@ -102,7 +102,9 @@ def pyjwt_verdict(token: str, config: dict[str, Any]) -> Any:
 
 
 def our_verdict(token: str, config: dict[str, Any]) -> Any:
-    verifier = TokenVerifier.from_settings(Settings({**config, "TOKEN_TYPE_CLAIM": None}))
+    verifier = TokenVerifier.from_config(
+        Config.from_settings(Settings({**config, "TOKEN_TYPE_CLAIM": None}))
+    )
     try:
         return verifier.verify(token)
     except AuthenticationFailed as exc:

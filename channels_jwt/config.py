@@ -1,11 +1,16 @@
-"""The rules of ``CHANNELS_JWT``: every problem of one configuration, each rule written once.
+"""``CHANNELS_JWT`` parsed once: a typed :class:`~channels_jwt.conf.Config` and its problems.
 
-:func:`check_settings` validates one effective configuration (the project's, or a middleware's
-with its overrides) and returns every problem as a Django check message
-(``channels_jwt.E0xx``, ``W0xx``, ``I0xx``). The system checks report them for the project;
-the runtime refuses to authenticate anyone with a configuration that has an error
-(:func:`validated`). Results are kept per :class:`~channels_jwt.conf.Settings` until Django
-sends ``setting_changed``.
+:func:`parse` applies every rule of one effective configuration (the project's, or a
+middleware's with its overrides), each rule written once, and returns every problem as a
+Django check message (``channels_jwt.E0xx``, ``W0xx``, ``I0xx``) together with the
+:class:`~channels_jwt.conf.Config` the runtime works with, when there is no error. The system
+checks only report these problems; the runtime refuses to authenticate anyone with a
+configuration that has an error (:func:`config_of`). The result is kept per
+:class:`~channels_jwt.conf.Settings` until Django sends ``setting_changed``.
+
+:func:`current_config` is the one ambient lookup, for callers outside the middleware
+(``revoke_token`` from a view, ``issue_token``, a built-in resolver called directly): the
+configuration of the connection in progress, or else the project's.
 """
 
 from __future__ import annotations
@@ -14,14 +19,15 @@ import difflib
 import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from django.conf import settings as django_settings
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
+from django.db.models import Field
 
-from channels_jwt.conf import DEFAULTS, Settings
+from channels_jwt.conf import DEFAULTS, Config, Settings, active_settings, import_callable, seconds
 from channels_jwt.exceptions import REASONS, CloseCode
 from channels_jwt.jwks import is_allowed_jwks_url
 from channels_jwt.keys import (
@@ -33,11 +39,12 @@ from channels_jwt.keys import (
     hmac_secret,
     is_hmac,
     key_fits,
-    load_private_key,
 )
 from channels_jwt.ratelimit import parse_rate
 from channels_jwt.sources import SOURCES
-from channels_jwt.users import user_id_field
+
+if TYPE_CHECKING:
+    from django.db.models import Model
 
 MAX_LEEWAY_SECONDS = 60
 MAX_JWKS_TIMEOUT = 30
@@ -52,8 +59,50 @@ def _error(number: int, msg: str, hint: str) -> Message:
     return checks.Error(msg, hint=hint, id=f"channels_jwt.E{number:03d}")
 
 
+class Parsed(NamedTuple):
+    """One configuration parsed: its problems, and the :class:`Config` if none is an error."""
+
+    config: Config | None
+    problems: tuple[Message, ...]
+
+
+def parse(settings: Settings) -> Parsed:
+    """Apply every rule to ``settings``; convert them when no problem is an error."""
+    problems = tuple(_problems(settings))
+    if serious(problems):
+        return Parsed(None, problems)
+    return Parsed(Config.from_settings(settings), problems)
+
+
+def parsed(settings: Settings) -> Parsed:
+    """:func:`parse` of ``settings``, once until ``setting_changed``."""
+    return settings.derived("parsed", lambda: parse(settings))
+
+
 def check_settings(settings: Settings) -> list[Message]:
-    """Validate one effective configuration; return every problem found."""
+    """Every problem of one effective configuration (what the system checks report)."""
+    return list(parsed(settings).problems)
+
+
+def config_of(settings: Settings) -> Config:
+    """The configuration of ``settings``; ``ImproperlyConfigured`` when it has an error."""
+    config, problems = parsed(settings)
+    if config is None:
+        error = serious(problems)[0]
+        raise ImproperlyConfigured(f"{error.id}: {error.msg}")
+    return config
+
+
+def current_config() -> Config:
+    """The configuration of the connection in progress, or else the project's.
+
+    For callers outside the middleware only: everything inside a handshake is handed its
+    configuration.
+    """
+    return config_of(active_settings())
+
+
+def _problems(settings: Settings) -> list[Message]:
     configured = {**settings.configured(), **settings.overrides}
     raw = getattr(django_settings, "CHANNELS_JWT", {})
     if not isinstance(raw, Mapping):
@@ -153,12 +202,10 @@ def _keys(settings: Settings, algorithms: tuple[str, ...]) -> list[Message]:
             )
         return messages
     if jwk_url:
-        return _jwks(settings, jwk_url) + _private_key(
-            settings.value("PRIVATE_KEY"), algorithms, None
-        )
+        return _jwks(settings, jwk_url) + _private_key(settings, algorithms, None)
     messages = _verifying_key(settings, algorithms)
     verifying_keys = None if messages else settings.verifying_keys()
-    return messages + _private_key(settings.value("PRIVATE_KEY"), algorithms, verifying_keys)
+    return messages + _private_key(settings, algorithms, verifying_keys)
 
 
 def _jwks(settings: Settings, jwk_url: Any) -> list[Message]:
@@ -270,12 +317,10 @@ def _rsa_too_small(name: str, exc: KeyTooSmall) -> Message:
 
 
 def _private_key(
-    value: Any, algorithms: tuple[str, ...], verifying_keys: VerifyingKeys | None
+    settings: Settings, algorithms: tuple[str, ...], verifying_keys: VerifyingKeys | None
 ) -> list[Message]:
-    if value is None:
-        return []
     try:
-        key = load_private_key(value)
+        key = settings.private_key()
     except KeyTooSmall as exc:
         return [_rsa_too_small("PRIVATE_KEY", exc)]
     except UnusableKey as exc:
@@ -286,6 +331,8 @@ def _private_key(
                 "Give an unencrypted PEM private key (-----BEGIN PRIVATE KEY-----).",
             )
         ]
+    if key is None:
+        return []
     if not key_fits(algorithms[0], key):
         return [
             _error(
@@ -315,6 +362,10 @@ def _same_key(first: Any, second: Any) -> bool:
     )
 
 
+def _seconds(value: float | timedelta) -> float:
+    return seconds(value)  # type: ignore[return-value]
+
+
 def _is_seconds(value: Any) -> bool:
     if isinstance(value, timedelta):
         return value.total_seconds() >= 0
@@ -324,7 +375,7 @@ def _is_seconds(value: Any) -> bool:
 def _numbers(settings: Settings) -> list[Message]:
     messages: list[Message] = []
     leeway = settings.value("LEEWAY")
-    if not _is_seconds(leeway) or (settings.LEEWAY > MAX_LEEWAY_SECONDS):
+    if not _is_seconds(leeway) or (_seconds(leeway) > MAX_LEEWAY_SECONDS):
         messages.append(
             _error(
                 14,
@@ -354,7 +405,7 @@ def _numbers(settings: Settings) -> list[Message]:
                 )
             )
     timeout = settings.value("JWKS_TIMEOUT_SECONDS")
-    if not _is_seconds(timeout) or not 0 < settings.JWKS_TIMEOUT_SECONDS <= MAX_JWKS_TIMEOUT:
+    if not _is_seconds(timeout) or not 0 < _seconds(timeout) <= MAX_JWKS_TIMEOUT:
         messages.append(
             _error(
                 30,
@@ -364,7 +415,7 @@ def _numbers(settings: Settings) -> list[Message]:
             )
         )
     timeout = settings.value("AUTH_TIMEOUT_SECONDS")
-    if not _is_seconds(timeout) or not 0 < settings.AUTH_TIMEOUT_SECONDS <= MAX_AUTH_TIMEOUT:
+    if not _is_seconds(timeout) or not 0 < _seconds(timeout) <= MAX_AUTH_TIMEOUT:
         messages.append(
             _error(
                 34,
@@ -480,7 +531,7 @@ def _user_and_hooks(settings: Settings) -> list[Message]:
     messages: list[Message] = []
     for name in ("USER_RESOLVER", "REVOCATION_CHECK"):
         try:
-            value = getattr(settings, name)
+            value = import_callable(settings.value(name))
         except ImportError as exc:
             value, problem = None, f"cannot be imported ({exc})"
         else:
@@ -508,6 +559,22 @@ def _user_and_hooks(settings: Settings) -> list[Message]:
         )
     messages += _user_id_field(settings.value("USER_ID_FIELD"))
     return messages
+
+
+def user_id_field(user_model: type[Model], field_name: Any) -> Field[Any, Any]:
+    """The field ``USER_ID_FIELD`` names: a concrete field of the user model, not a relation.
+
+    Raises ``ImproperlyConfigured`` otherwise. (The rules also require it unique.)
+    """
+    try:
+        field = user_model._meta.get_field(field_name)
+    except (FieldDoesNotExist, TypeError) as exc:
+        raise ImproperlyConfigured(
+            f"USER_ID_FIELD {field_name!r} is not a field of {user_model._meta.label}"
+        ) from exc
+    if not isinstance(field, Field) or field.is_relation:
+        raise ImproperlyConfigured(f"USER_ID_FIELD {field_name!r} is a relation, not a field")
+    return field
 
 
 def _user_id_field(field_name: Any) -> list[Message]:
@@ -622,14 +689,3 @@ def _rate_limit(settings: Settings) -> list[Message]:
 def serious(messages: Iterable[Message]) -> list[Message]:
     """The messages that make a configuration unusable."""
     return [message for message in messages if message.is_serious()]
-
-
-def validated(settings: Settings) -> Settings:
-    """``settings``, after checking it has no error; else ``ImproperlyConfigured``.
-
-    The problems are found once per configuration (and again after ``setting_changed``).
-    """
-    errors = settings.derived("errors", lambda: serious(check_settings(settings)))
-    if errors:
-        raise ImproperlyConfigured(f"{errors[0].id}: {errors[0].msg}")
-    return settings
