@@ -218,9 +218,10 @@ class Config:
     """
 
     ALGORITHMS: tuple[str, ...]
-    SIGNING_KEY: str | bytes | None
+    # Secrets are left out of repr(): error trackers record the locals of failing frames.
+    SIGNING_KEY: str | bytes | None = field(repr=False)
     VERIFYING_KEY: Any
-    PRIVATE_KEY: Any
+    PRIVATE_KEY: Any = field(repr=False)
     JWK_URL: str | None
     JWKS_CACHE_SECONDS: float
     JWKS_TIMEOUT_SECONDS: float
@@ -254,7 +255,7 @@ class Config:
     #: ``VERIFYING_KEY`` parsed (``None`` when the algorithms are HMAC or keys come from a JWKS).
     verifying_keys: VerifyingKeys | None
     #: ``PRIVATE_KEY`` parsed (``None`` when not set), for ``issue_token``.
-    private_key: PrivateKey | None
+    private_key: PrivateKey | None = field(repr=False)
     _derived: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     @classmethod

@@ -7,7 +7,7 @@ asks them in order and refuses ambiguity. Pure functions of the scope: no Django
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from channels_jwt.exceptions import TokenMalformed
@@ -19,7 +19,7 @@ from channels_jwt.types import Headers
 class Extraction:
     """The credential found in a scope (if any) and the scope's parts rewritten without it."""
 
-    token: str | None
+    token: str | None = field(repr=False)
     source: str | None
     subprotocols: list[str]
     query_string: bytes

@@ -175,11 +175,9 @@ class QuerySource(TokenSource):
         if len(values) > 1:
             raise TokenMalformed("token query parameter repeated")
         decoded = _form_decode(values[0])
-        try:
-            token = decoded.decode("ascii")
-        except UnicodeDecodeError:
-            raise TokenMalformed("token query parameter is not ASCII") from None
-        return checked(token, rules), CredentialParts(
+        if not decoded.isascii():
+            raise TokenMalformed("token query parameter is not ASCII")
+        return checked(decoded.decode("ascii"), rules), CredentialParts(
             parts.subprotocols, b"&".join(kept), parts.headers
         )
 

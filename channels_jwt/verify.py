@@ -18,7 +18,7 @@ import json
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from sys import intern
 from typing import Any, NamedTuple
 
@@ -73,7 +73,7 @@ class VerificationRules:
     """Everything the verifier needs, resolved from settings once."""
 
     algorithms: tuple[str, ...]
-    hmac_secret: bytes | None
+    hmac_secret: bytes | None = field(repr=False)
     verifying_keys: VerifyingKeys | None
     audience: str | list[str] | None
     issuer: str | list[str] | None
@@ -312,24 +312,42 @@ def _base64url(segment: str, part: str) -> bytes:
     # has checked the alphabet; a length of 4n+1 is refused by the decoder.)
     if segment[-1] not in _CANONICAL_LAST.get(len(segment) % 4, _BASE64URL):
         raise TokenMalformed(f"{part} is not canonical base64url")
+    # Each failure is raised outside its ``except`` block: the decoder's exception holds the
+    # token's bytes (``.object``, ``.doc``) and would ride along as ``__context__``.
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except binascii.Error as exc:
-        raise TokenMalformed(f"{part} is not base64url-encoded") from exc
+    except binascii.Error:
+        pass
+    raise TokenMalformed(f"{part} is not base64url-encoded")
+
+
+_NOT_JSON = object()
+
+
+def _utf8(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _json(text: str) -> Any:
+    try:
+        return _STRICT_JSON.decode(text)
+    except ValueError:
+        return _NOT_JSON
 
 
 def _json_object(segment: str, part: str) -> dict[str, Any]:
     raw = _base64url(segment, part)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise TokenMalformed(f"{part} is not UTF-8 JSON") from exc
+    text = _utf8(raw)
+    if text is None:
+        raise TokenMalformed(f"{part} is not UTF-8 JSON")
     if _nested_deeper_than(MAX_JSON_DEPTH, text):
         raise TokenMalformed(f"{part} nests JSON deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        value = _STRICT_JSON.decode(text)
-    except ValueError as exc:
-        raise TokenMalformed(f"{part} is not UTF-8 JSON") from exc
+    value = _json(text)
+    if value is _NOT_JSON:
+        raise TokenMalformed(f"{part} is not UTF-8 JSON")
     if not isinstance(value, dict):
         raise TokenMalformed(f"{part} is not a JSON object")
     return value

@@ -15,11 +15,12 @@ from django.test import override_settings
 
 from channels_jwt import JWTAuthMiddleware
 from channels_jwt.checks import check_settings
-from channels_jwt.conf import Settings
+from channels_jwt.conf import Config, Settings
 from tests.harness import (
     CLEAN,
     HS_KEY,
     PATH,
+    Keys,
     RecordingApp,
     check_problems,
     claims_for,
@@ -27,6 +28,8 @@ from tests.harness import (
     hs_token,
     only_check_message,
     open_connection,
+    private_pem,
+    public_pem,
     rejection,
     run_checks,
     token_for,
@@ -175,3 +178,14 @@ def test_simplejwt_signing_key_is_frozen_when_simplejwt_is_imported() -> None:
     with override_settings(CHANNELS_JWT={}, SECRET_KEY="another-secret-key-" + "x" * 50):
         assert frozen == Settings().value("SIGNING_KEY")
         assert check_problems(check_settings(Settings())) == []
+
+
+def test_repr_of_a_configuration_shows_no_key(keys: Keys) -> None:
+    hmac = Config.from_settings(Settings({"SIGNING_KEY": "s3cret-" * 8}))
+    assert "s3cret" not in repr(hmac)
+    pem = private_pem(keys.rsa)
+    values = {"ALGORITHMS": ["RS256"], "VERIFYING_KEY": public_pem(keys.rsa), "PRIVATE_KEY": pem}
+    rsa = Config.from_settings(Settings(values))
+    assert rsa.private_key is not None
+    assert "PRIVATE" not in repr(rsa)
+    assert "RSAPrivateKey" not in repr(rsa)

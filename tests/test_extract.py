@@ -170,3 +170,16 @@ def test_scope_is_not_mutated() -> None:
         extract_token(scope, EXTRACTION_RULES)
     extract_token(scope, extraction_rules(sources=("subprotocol",)))
     assert repr(scope) == before
+
+
+def test_repr_of_an_extraction_shows_no_token() -> None:
+    extraction = extract(subprotocols=["access_token", "eyJ.secret-token.sig"])
+    assert extraction.token == "eyJ.secret-token.sig"
+    assert "secret-token" not in repr(extraction)
+
+
+def test_a_non_ascii_query_token_raises_without_the_decoders_exception() -> None:
+    with pytest.raises(TokenMalformed) as info:
+        extract(query_string=b"token=secret-%FF-token", sources=["query"])
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None

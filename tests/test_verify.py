@@ -730,3 +730,31 @@ def test_a_remembered_header_does_not_vouch_for_the_rest_of_a_token() -> None:
     assert head in checker._headers
     raises(checker, f"{head}.{payload}.{signature[:-2]}AA", TokenInvalid)
     raises(checker, f"{head}.{b64(b'[]')}.{signature}", TokenMalformed)
+
+
+# --- nothing of a token rides along on the exception --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(hs_raw(HS_HEADER, b"\xff\xfe-secret-payload"), id="not-utf8"),
+        pytest.param(hs_raw(HS_HEADER, b'{"secret-payload": '), id="not-json"),
+        pytest.param(hs_raw(b'{"alg": "HS256", "secret-header"', b"{}"), id="header-not-json"),
+        pytest.param("eyJhb.e30." + "A" * 43, id="base64-length-4n+1"),
+    ],
+)
+def test_a_malformed_token_raises_without_the_decoders_exception(token: str) -> None:
+    # Error trackers record an exception's chain: UnicodeDecodeError.object and
+    # JSONDecodeError.doc hold the decoded token.
+    with pytest.raises(TokenMalformed) as info:
+        verifier().verify(token)
+    assert info.value.__cause__ is None
+    assert info.value.__context__ is None
+
+
+def test_repr_of_the_verification_rules_shows_no_hmac_key() -> None:
+    checker = verifier(SIGNING_KEY="s3cret-" * 8)
+    assert checker.rules.hmac_secret == b"s3cret-" * 8
+    assert "s3cret" not in repr(checker.rules)
+    assert "s3cret" not in repr(checker)
