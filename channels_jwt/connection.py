@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from channels_jwt.exceptions import ChannelsJWTError, CloseCode, TokenInvalid
 from channels_jwt.handshake import close_code, close_message, naming_marker
 from channels_jwt.live import LiveSubscription
+from channels_jwt.logs import loggable_path
 from channels_jwt.types import Message, Receive, Scope, Send, read_only
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ class ConnectionGuard:
             "WebSocket closed by channels_jwt: %s code=%s path=%s",
             reason,
             code,
-            self.scope.get("path", ""),
+            loggable_path(self.scope),
         )
         try:
             await self._send(close_message(code, reason))

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from channels_jwt.exceptions import HTTP_STATUS, ChannelsJWTError, TokenMissing
+from channels_jwt.logs import loggable_path
 from channels_jwt.types import Message, Send, client_label
 
 logger = logging.getLogger("channels_jwt")
@@ -131,6 +132,6 @@ def log_rejection(
         failure,
         code,
         source or "-",
-        scope.get("path", ""),
+        loggable_path(scope),
         client_label(scope),
     )

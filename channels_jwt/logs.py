@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -18,6 +19,29 @@ from django.core.exceptions import ImproperlyConfigured
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 MASK = "[redacted]"
 DEFAULT_PARAM = "token"
+
+
+#: Paths longer than this are cut in channels_jwt's own log lines.
+MAX_LOGGED_PATH = 200
+
+
+def loggable_path(scope: Mapping[str, Any]) -> str:
+    """The scope's path as channels_jwt writes it in a log line.
+
+    Servers percent-decode the path, so a client chooses every character of it: control
+    characters are escaped (CR and LF would forge log lines, ESC sequences recolour a
+    terminal), JWT-shaped text is masked, and the result is cut to ``MAX_LOGGED_PATH``.
+    """
+    path = scope.get("path")
+    if not isinstance(path, str) or not path:
+        return "-"
+    if not path.isprintable():
+        path = "".join(
+            char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+            for char in path
+        )
+    path = _JWT.sub(MASK, path)
+    return path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH] + "..."
 
 
 @functools.lru_cache(maxsize=8)

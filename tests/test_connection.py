@@ -630,3 +630,22 @@ async def test_ten_thousand_connections_leave_nothing_behind(configure: Configur
         0,
         0,
     ]
+
+
+async def test_the_close_line_escapes_a_forged_path(
+    configure: Configure, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    exp = soon()
+    scope = websocket_scope("/ws/\r\nforged\x1b[31m", subprotocols=[MARKER, token_for(exp=exp)])
+    communicator = ApplicationCommunicator(JWTAuthMiddleware(RecordingApp()), scope)
+    await communicator.send_input({"type": "websocket.connect"})
+    assert (await communicator.receive_output(TIMEOUT))["type"] == "websocket.accept"
+
+    assert await output_by(communicator, exp) == CLOSE_EXPIRED
+    await communicator.wait(TIMEOUT)
+
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    assert lines == [
+        "WebSocket closed by channels_jwt: token_expired code=4440 path=/ws/\\r\\nforged\\x1b[31m"
+    ]

@@ -16,7 +16,7 @@ import pytest
 from django.test import override_settings
 from uvicorn.logging import AccessFormatter
 
-from channels_jwt.logs import MASK, RedactTokens
+from channels_jwt.logs import MASK, MAX_LOGGED_PATH, RedactTokens, loggable_path
 from tests.harness import claims_for, hs_token
 
 JWT = hs_token(claims_for())
@@ -319,3 +319,37 @@ def test_uvicorn_access_formatter_formats_a_redacted_record() -> None:
     line = formatter.format(entry)
     assert line == '127.0.0.1:5000 - "GET /ws/?token=[redacted]&room=1 HTTP/1.1" 200 OK'
     assert JWT not in line
+
+
+# loggable_path: what channels_jwt's own lines show of a client-chosen path
+
+
+@pytest.mark.parametrize(
+    ("path", "logged"),
+    [
+        pytest.param("/ws/chat/", "/ws/chat/", id="plain"),
+        pytest.param("/ws/caf\u00e9/", "/ws/caf\u00e9/", id="printable-unicode-kept"),
+        pytest.param("/ws/\r\nforged line", "/ws/\\r\\nforged line", id="crlf"),
+        pytest.param("/ws/\x1b[2J\x1b[31m", "/ws/\\x1b[2J\\x1b[31m", id="escape-sequences"),
+        pytest.param("/ws/\x00\x7f\x85", "/ws/\\x00\\x7f\\x85", id="nul-del-nel"),
+        pytest.param("/ws/\u2028\u202e", "/ws/\\u2028\\u202e", id="line-separator-bidi"),
+        pytest.param("", "-", id="empty"),
+    ],
+)
+def test_loggable_path_escapes_unprintable_characters(path: str, logged: str) -> None:
+    assert loggable_path({"path": path}) == logged
+
+
+def test_loggable_path_without_a_path() -> None:
+    assert loggable_path({}) == "-"
+    assert loggable_path({"path": b"/ws/"}) == "-"
+
+
+def test_loggable_path_masks_a_token_and_cuts_a_long_path() -> None:
+    token = hs_token(claims_for())
+    assert loggable_path({"path": f"/ws/{token}/"}) == f"/ws/{MASK}/"
+    long = "/ws/" + "a" * 1000
+    assert loggable_path({"path": long}) == long[:MAX_LOGGED_PATH] + "..."
+    # Masked before it is cut: no prefix of a token survives the cut.
+    tail = "/" + "b" * (MAX_LOGGED_PATH - 10) + token
+    assert "eyJ" not in loggable_path({"path": tail})

@@ -552,3 +552,17 @@ def test_database_is_queried_only_by_the_user_lookup(
         outcome = async_to_sync(_close_code)(app, attempt.subprotocols)
     assert outcome == code
     assert len(queries) == query_count
+
+
+async def test_a_forged_path_cannot_forge_or_colour_the_rejection_line(
+    inner: RecordingApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Servers percent-decode the path: /ws/%0D%0A... reaches the scope as CR LF.
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    forged = f"{REJECTION_PREFIX} token_expired (forged) code=4440"
+    path = f"/ws/\r\n{forged}\x1b[2J"
+    await accepted_then_closed(JWTAuthMiddleware(inner), websocket_scope(path))
+    (record,) = channels_jwt_records(caplog)
+    message = record.getMessage()
+    assert not {"\r", "\n", "\x1b"} & set(message)
+    assert f"path=/ws/\\r\\n{forged}\\x1b[2J client=" in message
