@@ -67,10 +67,15 @@ class RedactTokens(logging.Filter):
         return _JWT.sub(MASK, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Redact the message and its arguments in place; never drops a record.
+        """Redact the record in place, whatever its arguments are; never drops a record.
 
         With arguments, the message is a format string: only JWT-shaped text is masked in it,
-        so a placeholder such as ``token=%s`` survives and its argument is redacted instead.
+        so a placeholder such as ``token=%s`` survives and its argument is redacted instead
+        (structured formatters, such as uvicorn's access log, keep their arguments). An
+        argument of any other type (uvicorn's trace level logs whole scopes as dicts, with
+        the query string and headers as bytes) is replaced by its redacted text when that
+        text holds a token. Last, the formatted message is checked as a whole, and so are the
+        traceback and stack of the record.
         """
         if isinstance(record.msg, str):
             record.msg = _JWT.sub(MASK, record.msg) if record.args else self.redact(record.msg)
@@ -78,10 +83,36 @@ class RedactTokens(logging.Filter):
             record.args = tuple(self._redacted_arg(arg) for arg in record.args)
         elif isinstance(record.args, dict):
             record.args = {key: self._redacted_arg(arg) for key, arg in record.args.items()}
+        self._redact_message(record)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.redact(_TRACEBACKS.formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
     def _redacted_arg(self, arg: Any) -> Any:
-        return self.redact(arg) if isinstance(arg, str) else arg
+        if isinstance(arg, str):
+            return self.redact(arg)
+        if arg is None or isinstance(arg, int | float):
+            return arg
+        text = str(arg)
+        redacted = self.redact(text)
+        return arg if redacted == text else redacted
+
+    def _redact_message(self, record: logging.LogRecord) -> None:
+        # A token split over two arguments, or a message that is not a string.
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format: logging reports it when a handler formats it
+            return
+        redacted = self.redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+
+
+_TRACEBACKS = logging.Formatter()
 
 
 def _configured_param() -> str:

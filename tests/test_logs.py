@@ -23,9 +23,11 @@ JWT = hs_token(claims_for())
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def record(msg: Any, args: Any = (), name: str = "uvicorn.error") -> logging.LogRecord:
+def record(
+    msg: Any, args: Any = (), name: str = "uvicorn.error", exc_info: Any = None
+) -> logging.LogRecord:
     """A log record as a logger would build it."""
-    return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, None)
+    return logging.LogRecord(name, logging.INFO, __file__, 1, msg, args, exc_info)
 
 
 def test_mask_text() -> None:
@@ -121,12 +123,71 @@ def test_filter_masks_dict_args_and_keeps_other_values() -> None:
 def test_filter_masks_jwt_in_args() -> None:
     entry = record("subprotocols %s", (["access_token", JWT],))
     RedactTokens().filter(entry)
-    # Only strings are rewritten: a list argument is passed through as-is.
+    # An argument of another type holding a token is replaced by its redacted text.
     assert isinstance(entry.args, tuple)
-    assert entry.args[0] == ["access_token", JWT]
+    assert entry.args[0] == "['access_token', '[redacted]']"
+    assert entry.getMessage() == "subprotocols ['access_token', '[redacted]']"
     entry = record("subprotocols %s", (f"access_token, {JWT}",))
     RedactTokens().filter(entry)
     assert entry.getMessage() == "subprotocols access_token, [redacted]"
+
+
+def test_filter_masks_a_scope_logged_as_a_dict() -> None:
+    # uvicorn --log-level trace: "%s [%d] Started scope=%s" with the scope dict itself.
+    scope = {
+        "type": "websocket",
+        "query_string": f"room=1&token={JWT}".encode(),
+        "headers": [(b"authorization", f"Bearer {JWT}".encode())],
+        "subprotocols": ["access_token", JWT],
+    }
+    entry = record("%s [%d] Started scope=%s", ("127.0.0.1:5000 - ASGI", 1, scope))
+    RedactTokens().filter(entry)
+    message = entry.getMessage()
+    assert JWT.split(".")[2] not in message
+    assert "b'room=1&token=[redacted]'" in message
+    assert "Bearer [redacted]" in message
+    assert entry.args is not None
+    assert entry.args[1] == 1
+
+
+def test_filter_masks_a_token_split_over_arguments() -> None:
+    header, payload, signature = JWT.split(".")
+    entry = record("%s.%s.%s", (header, payload, signature))
+    RedactTokens().filter(entry)
+    assert entry.getMessage() == MASK
+    assert entry.args is None
+
+
+def test_filter_masks_a_non_string_message_holding_a_token() -> None:
+    entry = record({"query_string": f"token={JWT}".encode()})
+    RedactTokens().filter(entry)
+    assert entry.getMessage() == "{'query_string': b'token=[redacted]'}"
+
+
+def test_filter_leaves_a_record_whose_format_does_not_fit_its_arguments() -> None:
+    entry = record("%d", ("not a number",))
+    assert RedactTokens().filter(entry) is True
+    assert entry.args == ("not a number",)
+
+
+def test_filter_masks_the_traceback_and_the_stack() -> None:
+    try:
+        raise ValueError(f"bad token {JWT}")
+    except ValueError:
+        entry = record("failed", exc_info=sys.exc_info())
+    entry.stack_info = f"Stack (most recent call last):\n  token={JWT}"
+    RedactTokens().filter(entry)
+    text = logging.Formatter().format(entry)
+    assert JWT not in text
+    assert "ValueError: bad token [redacted]" in text
+    assert "token=[redacted]" in text
+
+
+def test_filter_masks_a_traceback_already_formatted() -> None:
+    entry = record("failed")
+    entry.exc_text = f"Traceback ...\nValueError: {JWT}"
+    RedactTokens().filter(entry)
+    assert entry.exc_text == "Traceback ...\nValueError: [redacted]"
 
 
 def test_filter_leaves_a_non_string_message() -> None:

@@ -52,14 +52,18 @@ def server_environment(live_dir: Path) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    name: str, live_dir: Path, application: str = APPLICATION
+    name: str, live_dir: Path, application: str = APPLICATION, options: tuple[str, ...] = ()
 ) -> Iterator[LiveServer]:
-    """Start server ``name`` on a free port, wait until it listens, stop it afterwards."""
+    """Start server ``name`` on a free port, wait until it listens, stop it afterwards.
+
+    ``options`` go to the server's command line (and name its log file).
+    """
     port = free_port()
-    log_path = live_dir / f"{name}-{application.replace(':', '-')}.log"
+    label = "-".join([name, application.replace(":", "-"), *(o.strip("-") for o in options)])
+    log_path = live_dir / f"{label.replace('/', '_')}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            server_command(name, port, application),
+            [*server_command(name, port, application), *options],
             cwd=REPO_ROOT,
             env=server_environment(live_dir),
             stdin=subprocess.DEVNULL,
