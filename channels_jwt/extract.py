@@ -32,8 +32,8 @@ def extract_token(scope: Mapping[str, Any], rules: ExtractionRules) -> Extractio
 
     Raises :class:`TokenMalformed` when the credential is ambiguous (more than one source,
     a repeated parameter or marker), too large, or not ASCII. An empty credential counts as
-    none. The credential is removed from every source that was searched, whether or not it is
-    used, so the raw token never reaches the inner application.
+    none. Every credential is removed from the scope parts, from the sources that were searched
+    and from the others too, whether or not it is used: no token reaches the inner application.
     """
     parts = CredentialParts.of(scope)
     marker_offered = rules.subprotocol in parts.subprotocols
@@ -42,6 +42,9 @@ def extract_token(scope: Mapping[str, Any], rules: ExtractionRules) -> Extractio
         token, parts = BY_NAME[name].take(parts, rules)
         if token:
             found.append((name, token))
+    for name, source in BY_NAME.items():
+        if name not in rules.sources:
+            parts = source.remove(parts, rules)
     if len(found) > 1:
         raise TokenMalformed("credentials presented in more than one source")
     return Extraction(

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_to_bytes
 
 from channels_jwt.exceptions import TokenMalformed
 from channels_jwt.types import Headers, Scope
@@ -88,6 +88,14 @@ class TokenSource(ABC):
         """
 
     @abstractmethod
+    def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
+        """``parts`` without anything this source would read, unjudged; never raises.
+
+        For the sources not in ``TOKEN_SOURCES``: a credential there is not used, and must
+        not reach the application either.
+        """
+
+    @abstractmethod
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         """Put ``token`` into ``scope`` where a client using this source would send it."""
 
@@ -124,25 +132,49 @@ class SubprotocolSource(TokenSource):
         headers = _without_subprotocol_header(parts.headers, rules.subprotocol, token)
         return token, CredentialParts(remaining, parts.query_string, headers)
 
+    def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
+        subprotocols = list(parts.subprotocols)
+        dropped = {rules.subprotocol}
+        while rules.subprotocol in subprotocols:
+            marker_at = subprotocols.index(rules.subprotocol)
+            dropped.update(subprotocols[marker_at + 1 : marker_at + 2])
+            del subprotocols[marker_at : marker_at + 2]
+        headers = _without_subprotocol_header(parts.headers, *dropped)
+        return CredentialParts(subprotocols, parts.query_string, headers)
+
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         scope["subprotocols"] += [rules.subprotocol, token]
 
 
-def _without_subprotocol_header(headers: Headers, marker: str, token: str | None) -> Headers:
-    dropped = {marker, token} if token else {marker}
+def _without_subprotocol_header(headers: Headers, *dropped: str | None) -> Headers:
+    """``headers`` with every ``Sec-WebSocket-Protocol`` entry in ``dropped`` left out.
+
+    In any encoding a server may decode: daphne percent-decodes the whole header before
+    splitting it into ``subprotocols`` (so ``%65yJ...`` is ``eyJ...``, and ``a%2Cb`` is two
+    entries) but hands the application the raw header.
+    """
+    unwanted = {entry for entry in dropped if entry}
     rewritten: Headers = []
     for name, value in headers:
         if name.lower() == b"sec-websocket-protocol":
             kept = [
                 entry
                 for entry in (part.strip() for part in value.decode("latin-1").split(","))
-                if entry and entry not in dropped
+                if entry and not _names_one_of(entry, unwanted)
             ]
             if not kept:
                 continue
             value = ", ".join(kept).encode("latin-1")
         rewritten.append((name, value))
     return rewritten
+
+
+def _names_one_of(entry: str, unwanted: set[str]) -> bool:
+    if entry in unwanted:
+        return True
+    if "%" not in entry:
+        return False
+    return any(part.strip() in unwanted for part in unquote(entry).split(","))
 
 
 class QuerySource(TokenSource):
@@ -161,15 +193,7 @@ class QuerySource(TokenSource):
         fields = query_string.split(b"&")
         if len(fields) > MAX_QUERY_FIELDS:
             raise TokenMalformed("too many query string fields")
-        wanted = rules.query_param.encode()
-        values: list[bytes] = []
-        kept: list[bytes] = []
-        for field in fields:
-            name, _, value = field.partition(b"=")
-            if _form_decode(name) == wanted:
-                values.append(value)
-            else:
-                kept.append(field)
+        values, kept = _query_fields(fields, rules.query_param)
         if not values:
             return None, parts
         if len(values) > 1:
@@ -181,9 +205,29 @@ class QuerySource(TokenSource):
             parts.subprotocols, b"&".join(kept), parts.headers
         )
 
+    def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
+        values, kept = _query_fields(parts.query_string.split(b"&"), rules.query_param)
+        if not values:
+            return parts
+        return CredentialParts(parts.subprotocols, b"&".join(kept), parts.headers)
+
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         field = f"{rules.query_param}={quote(token)}".encode()
         scope["query_string"] = b"&".join(filter(None, [scope["query_string"], field]))
+
+
+def _query_fields(fields: list[bytes], param: str) -> tuple[list[bytes], list[bytes]]:
+    """The raw values of the ``param`` fields, and the other fields."""
+    wanted = param.encode()
+    values: list[bytes] = []
+    kept: list[bytes] = []
+    for field in fields:
+        name, _, value = field.partition(b"=")
+        if _form_decode(name) == wanted:
+            values.append(value)
+        else:
+            kept.append(field)
+    return values, kept
 
 
 def _form_decode(value: bytes) -> bytes:
@@ -199,16 +243,7 @@ class HeaderSource(TokenSource):
     def take(
         self, parts: CredentialParts, rules: ExtractionRules
     ) -> tuple[str | None, CredentialParts]:
-        scheme = rules.header_scheme.lower()
-        tokens: list[str] = []
-        kept: Headers = []
-        for name, value in parts.headers:
-            if name.lower() == b"authorization":
-                given_scheme, _, credential = value.decode("latin-1").partition(" ")
-                if given_scheme.lower() == scheme:
-                    tokens.append(credential.strip(" "))
-                    continue
-            kept.append((name, value))
+        tokens, kept = _bearer_headers(parts.headers, rules.header_scheme)
         if not tokens:
             return None, parts
         if len(tokens) > 1:
@@ -217,8 +252,27 @@ class HeaderSource(TokenSource):
             parts.subprotocols, parts.query_string, kept
         )
 
+    def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
+        tokens, kept = _bearer_headers(parts.headers, rules.header_scheme)
+        return CredentialParts(parts.subprotocols, parts.query_string, kept) if tokens else parts
+
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         scope["headers"].append((b"authorization", f"{rules.header_scheme} {token}".encode()))
+
+
+def _bearer_headers(headers: Headers, scheme: str) -> tuple[list[str], Headers]:
+    """The credentials of the ``Authorization: <scheme> ...`` headers, and the other headers."""
+    wanted = scheme.lower()
+    tokens: list[str] = []
+    kept: Headers = []
+    for name, value in headers:
+        if name.lower() == b"authorization":
+            given_scheme, _, credential = value.decode("latin-1").partition(" ")
+            if given_scheme.lower() == wanted:
+                tokens.append(credential.strip(" "))
+                continue
+        kept.append((name, value))
+    return tokens, kept
 
 
 class CookieSource(TokenSource):
@@ -229,36 +283,45 @@ class CookieSource(TokenSource):
     def take(
         self, parts: CredentialParts, rules: ExtractionRules
     ) -> tuple[str | None, CredentialParts]:
-        name_wanted = rules.cookie_name
-        if not name_wanted:
-            return None, parts
-        values: list[str] = []
-        kept: Headers = []
-        for name, value in parts.headers:
-            if name.lower() != b"cookie":
-                kept.append((name, value))
-                continue
-            remaining = []
-            for pair in value.decode("latin-1").split(";"):
-                cookie_name, _, cookie_value = pair.strip().partition("=")
-                if cookie_name == name_wanted:
-                    values.append(cookie_value.strip().strip('"'))
-                elif pair.strip():
-                    remaining.append(pair.strip())
-            if remaining:
-                kept.append((name, "; ".join(remaining).encode("latin-1")))
+        values, without = _cookies(parts, rules.cookie_name)
         if not values:
             return None, parts
-        without = CredentialParts(parts.subprotocols, parts.query_string, kept)
         if not rules.trusted_origin(_origin(parts.headers)):
             return None, without
         if len(values) > 1:
             raise TokenMalformed("token cookie repeated")
         return checked(values[0], rules), without
 
+    def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
+        return _cookies(parts, rules.cookie_name)[1]
+
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         scope["headers"].append((b"cookie", f"{rules.cookie_name}={token}".encode()))
         scope["headers"].append((b"origin", origin.encode()))
+
+
+def _cookies(parts: CredentialParts, cookie_name: str | None) -> tuple[list[str], CredentialParts]:
+    """The values of the ``cookie_name`` cookies, and ``parts`` without them."""
+    if not cookie_name:
+        return [], parts
+    values: list[str] = []
+    kept: Headers = []
+    for name, value in parts.headers:
+        if name.lower() != b"cookie":
+            kept.append((name, value))
+            continue
+        remaining = []
+        for pair in value.decode("latin-1").split(";"):
+            pair_name, _, pair_value = pair.strip().partition("=")
+            if pair_name == cookie_name:
+                values.append(pair_value.strip().strip('"'))
+            elif pair.strip():
+                remaining.append(pair.strip())
+        if remaining:
+            kept.append((name, "; ".join(remaining).encode("latin-1")))
+    if not values:
+        return [], parts
+    return values, CredentialParts(parts.subprotocols, parts.query_string, kept)
 
 
 def _origin(headers: Iterable[tuple[bytes, bytes]]) -> str | None:

@@ -115,19 +115,68 @@ def test_empty_credential_beside_a_real_one_is_not_ambiguous() -> None:
     assert (result.subprotocols, result.query_string, result.headers) == ([], b"", [])
 
 
-def test_source_not_listed_is_neither_used_nor_stripped() -> None:
-    headers = [(b"authorization", f"Bearer {TOKEN}".encode())]
+def test_source_not_listed_is_not_used_but_stripped() -> None:
+    # DESIGN.md section 2: no copy of a token the middleware did not use reaches the app.
+    headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"x-kept", b"1")]
     result = extract(headers=headers, sources=("subprotocol", "query"))
-    assert (result.token, result.source, result.headers) == (None, None, headers)
+    assert (result.token, result.source, result.headers) == (None, None, [(b"x-kept", b"1")])
 
 
-def test_no_sources_finds_nothing() -> None:
-    result = extract(subprotocols=["access_token", TOKEN], query_string=b"token=x", sources=())
-    assert (result.token, result.subprotocols, result.query_string) == (
-        None,
-        ["access_token", TOKEN],
-        b"token=x",
+def test_no_sources_finds_nothing_and_leaves_no_credential() -> None:
+    result = extract(
+        subprotocols=["chat", "access_token", TOKEN],
+        query_string=b"room=1&token=x",
+        headers=[(b"cookie", f"a=1; jwt={TOKEN}".encode())],
+        sources=(),
+        cookie_name="jwt",
     )
+    assert (result.token, result.subprotocols, result.query_string, result.headers) == (
+        None,
+        ["chat"],
+        b"room=1",
+        [(b"cookie", b"a=1")],
+    )
+
+
+def test_an_unused_copy_beside_the_used_token_is_stripped() -> None:
+    # ?token=t is used (the default sources); the Bearer header copy must not reach the app.
+    result = extract(
+        query_string=f"token={TOKEN}".encode(),
+        headers=[(b"authorization", f"Bearer {TOKEN}".encode())],
+        sources=("subprotocol", "query"),
+    )
+    assert (result.token, result.source, result.query_string, result.headers) == (
+        TOKEN,
+        "query",
+        b"",
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    "offered",
+    [
+        pytest.param(
+            ["access_token", f"%{ord(TOKEN[0]):02X}{TOKEN[1:]}"], id="token-percent-encoded"
+        ),
+        pytest.param(
+            ["access%5Ftoken", f"%{ord(TOKEN[0]):02X}{TOKEN[1:]}"], id="both-percent-encoded"
+        ),
+        pytest.param(["access_token%2C%20" + TOKEN], id="joined-by-an-encoded-comma"),
+    ],
+)
+def test_a_percent_encoded_subprotocol_header_is_stripped_as_daphne_decodes_it(
+    offered: list[str],
+) -> None:
+    # daphne decodes the header into ``subprotocols`` but hands the raw header on.
+    raw = ", ".join(["chat%2Cv1", *offered])
+    result = extract(
+        subprotocols=["chat", "v1", "access_token", TOKEN],
+        headers=[(b"sec-websocket-protocol", raw.encode())],
+    )
+    assert result.token == TOKEN
+    assert result.subprotocols == ["chat", "v1"]
+    assert result.headers == [(b"sec-websocket-protocol", b"chat%2Cv1")]
 
 
 @pytest.mark.parametrize(

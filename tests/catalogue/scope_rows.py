@@ -93,6 +93,26 @@ def repeated_protocol_header(kit: Kit) -> Attempt:
 HEADER_SOURCE = {"TOKEN_SOURCES": ["subprotocol", "query", "header"]}
 
 
+def unused_copy_attempt(header: Callable[[str], tuple[bytes, bytes]]) -> Callable[[Kit], Attempt]:
+    """``?token=`` (used) plus a copy in a place that is not a source (X20, X21)."""
+
+    def build(kit: Kit) -> Attempt:
+        token = kit.hs()
+        scope = ws_scope(query_string=token_param(token), headers=[header(token)])
+        return Attempt(scope, (token,), "query")
+
+    return build
+
+
+def daphne_encoded_subprotocol(kit: Kit) -> Attempt:
+    """The token offered percent-encoded: daphne decodes ``subprotocols``, not the header (X22)."""
+    token = kit.hs()
+    encoded = f"%{ord(token[0]):02X}{token[1:]}"
+    scope = ws_scope(headers=[(b"sec-websocket-protocol", f"{MARKER}, {encoded}".encode())])
+    scope["subprotocols"] = [MARKER, token]
+    return Attempt(scope, (token, encoded), "subprotocol")
+
+
 SCOPE_ROWS: list[ScopeRow] = [
     ScopeRow("X01-no-credential", without_token(), MISSING),
     ScopeRow("X01-unrelated-subprotocol-only", without_token(subprotocols=["chat"]), MISSING),
@@ -265,4 +285,16 @@ ACCEPTED_SCOPE_ROWS: list[ScopeRow] = [
     ScopeRow(
         "X19-authorization-header-source", header_attempt(bearer), ACCEPT, settings=HEADER_SOURCE
     ),
+    ScopeRow(
+        "X20-unused-bearer-copy-beside-query-token",
+        unused_copy_attempt(lambda t: (b"authorization", bearer(t))),
+        ACCEPT,
+    ),
+    ScopeRow(
+        "X21-unused-cookie-copy-beside-query-token",
+        unused_copy_attempt(lambda t: (b"cookie", b"theme=dark; jwt=" + t.encode())),
+        ACCEPT,
+        settings={"COOKIE_NAME": "jwt"},
+    ),
+    ScopeRow("X22-daphne-percent-encoded-subprotocol", daphne_encoded_subprotocol, ACCEPT),
 ]

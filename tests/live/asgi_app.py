@@ -53,6 +53,10 @@ class ScopeEchoConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     for name, value in self.scope["headers"]
                     if name == b"sec-websocket-protocol"
                 ],
+                # Everything the application could log, to look for tokens in.
+                "scope_text": repr(
+                    {key: value for key, value in self.scope.items() if key not in {"user", "jwt"}}
+                ),
                 # What the server itself put in the scope.
                 "extensions": sorted(self.scope.get("extensions") or {}),
                 "client_port_type": type(self.scope["client"][1]).__name__,

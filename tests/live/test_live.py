@@ -61,7 +61,7 @@ def handed_over(frame: dict[str, Any]) -> dict[str, Any]:
     return {
         name: value
         for name, value in frame.items()
-        if name not in {"extensions", "client_port_type"}
+        if name not in {"extensions", "client_port_type", "scope_text"}
     }
 
 
@@ -135,6 +135,51 @@ async def test_percent_encoded_subprotocol_reaches_app_as_the_server_decodes_it(
     assert frame["subprotocols"] == (["chat", "v1"] if decoded else ["chat%2Cv1"])
     # The header keeps what the client sent (less the token) on every server.
     assert frame["protocol_headers"] == ["chat%2Cv1"]
+
+
+def holds_part_of(text: str, token: str) -> bool:
+    """Whether ``text`` holds the payload or the signature of ``token``, in any case."""
+    _, payload, signature = token.split(".")
+    return payload.lower() in text.lower() or signature.lower() in text.lower()
+
+
+async def test_a_percent_encoded_subprotocol_token_leaves_no_copy_in_the_scope(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    token = token_for(live_users.active)
+    encoded = f"%{ord(token[0]):02X}{token[1:]}"
+    if not BEHAVIOUR[asgi_server.name].decodes_subprotocols:
+        # The entry is the token only for a server that decodes it: elsewhere it is malformed.
+        _, _, close = await closed_after_upgrade(asgi_server, "/ws/echo/", [MARKER, encoded])
+        assert close.code == 4400
+        return
+
+    async with open_connection(asgi_server, "/ws/echo/", ["chat", MARKER, encoded]) as ws:
+        frame = await receive_json(ws)
+
+    assert (frame["source"], frame["subprotocols"]) == ("subprotocol", ["chat"])
+    assert frame["protocol_headers"] == ["chat"]
+    assert not holds_part_of(frame["scope_text"], token)
+
+
+async def test_a_second_copy_the_middleware_did_not_use_is_not_in_the_scope(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    # The default sources take ?token=; "header" is not one of them, yet its copy must go.
+    token = token_for(live_users.active)
+    headers = {"Authorization": f"Bearer {token}", "X-Kept": "1"}
+    client = connect(
+        asgi_server.url(f"/ws/echo/?room=7&token={token}"),
+        additional_headers=headers,
+        open_timeout=TIMEOUT,
+        close_timeout=TIMEOUT,
+    )
+    async with client as ws:
+        frame = await receive_json(ws)
+
+    assert (frame["source"], frame["query_string"]) == ("query", "room=7")
+    assert not holds_part_of(frame["scope_text"], token)
+    assert "x-kept" in frame["scope_text"]
 
 
 async def test_query_token_accepted_and_removed_from_query_string(
