@@ -89,14 +89,18 @@ class JWK:
 def usable_keys(jwk_set: Any) -> tuple[JWK, ...]:
     """The signing keys of a JWKS document that channels_jwt can use.
 
-    Keys meant for encryption (``use`` other than ``sig``), symmetric or private keys, keys
-    PyJWT cannot parse and RSA keys under 2048 bits are left out; the rest of the set still
-    counts.
+    Keys meant for encryption (``use`` other than ``sig``, or ``key_ops`` without ``verify``),
+    symmetric or private keys, keys PyJWT cannot parse and RSA keys under 2048 bits are left
+    out; the rest of the set still counts.
     """
     entries = jwk_set.get("keys") if isinstance(jwk_set, Mapping) else None
     usable: list[JWK] = []
     for entry in entries if isinstance(entries, list) else ():
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        # RFC 7517 section 4.3: when present, key_ops lists what the key is for.
+        key_ops = entry.get("key_ops", ["verify"])
+        if not isinstance(key_ops, list) or "verify" not in key_ops:
             continue
         if not isinstance(entry.get("kty"), str) or entry["kty"] not in PUBLIC_KEY_TYPES:
             continue
