@@ -37,7 +37,7 @@ from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from channels_jwt import JWTAuthMiddleware
-from channels_jwt.jwks import JWKSKeys
+from channels_jwt.jwks import MAX_JWKS_BYTES, JWKSKeys
 from channels_jwt.pipeline import Pipeline
 from tests.harness import RecordingApp
 
@@ -404,6 +404,8 @@ def outage(server: JWKSServer, mode: str) -> None:
         server.stop()
     elif mode == "http-500":
         server.status = 500
+    elif mode == "oversized":
+        server.document = {**server.document, "padding": "x" * MAX_JWKS_BYTES}
     else:
         server.document = "down for maintenance"
 
@@ -414,4 +416,4 @@ def recover(server: JWKSServer, mode: str) -> None:
     server.status = 200
 
 
-OUTAGES = ["stopped", "http-500", "not-a-json-object"]
+OUTAGES = ["stopped", "http-500", "not-a-json-object", "oversized"]
