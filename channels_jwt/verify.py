@@ -40,7 +40,9 @@ from channels_jwt.keys import (
     is_hmac,
 )
 
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+#: The signature may be empty: an unsecured JWS (RFC 7515 appendix A.5) is a compact JWS, refused
+#: for its algorithm (or, under an allowed one, as a bad signature), never as malformed.
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _ACCEPTED_TYP = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})
 _UNSUPPORTED_HEADERS = ("crit", "b64", "zip")
 _TIME_CLAIMS = ("exp", "nbf", "iat")
@@ -198,7 +200,7 @@ class TokenVerifier:
             if claim in payload and not _is_numeric_date(payload[claim]):
                 raise TokenInvalid(f"{claim} is not a NumericDate")
         signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
-        signature = _base64url(signature_segment, "signature")
+        signature = _base64url(signature_segment, "signature") if signature_segment else b""
         return ParsedToken(algorithm, kid, payload, signing_input, signature)
 
     def _header(self, segment: str) -> tuple[str, str | None]:

@@ -19,6 +19,7 @@ from tests.harness import (
     Sockets,
 )
 from tests.jwks_server import (
+    Certificate,
     JWKSServer,
     running_jwks_server,
 )
@@ -153,3 +154,9 @@ def jwks_server() -> Iterator[JWKSServer]:
     """A JWKS endpoint on 127.0.0.1 serving an empty key set until the test publishes keys."""
     with running_jwks_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def loopback_certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    """A self-signed certificate for https on 127.0.0.1 (trusted through ``SSL_CERT_FILE``)."""
+    return Certificate.create(tmp_path_factory.mktemp("tls"))

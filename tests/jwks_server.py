@@ -1,8 +1,11 @@
 """A real JWKS endpoint for tests: stdlib HTTP on 127.0.0.1, a free port, changeable at runtime.
 
 The test owns the document it serves (rotate keys by replacing it), reads how many requests
-arrived, and can make the endpoint slow (sleep before answering), broken (HTTP 500), redirecting
-(HTTP 302 elsewhere) or down (stopped; :meth:`JWKSServer.start` brings it back on the same port).
+arrived, and can make the endpoint slow (sleep before answering), dripping (one byte at a time,
+so that no single socket read waits long), broken (HTTP 500), redirecting (HTTP 302 elsewhere)
+or down (stopped; :meth:`JWKSServer.start` brings it back on the same port). Over https
+with a :class:`Certificate` for 127.0.0.1, which clients trust only when told to
+(``SSL_CERT_FILE``).
 
 Also the other side shared by ``test_jwks.py`` and ``test_interop.py``: identity-provider-shaped
 settings and claims, and :func:`handshake`, which drives one WebSocket handshake through a
@@ -12,23 +15,29 @@ middleware and times it.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import json
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
 from channels.testing import WebsocketCommunicator
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from channels_jwt import JWTAuthMiddleware
-from channels_jwt.jwks import JWKSKeys
+from channels_jwt.jwks import MAX_JWKS_BYTES, JWKSKeys
 from channels_jwt.pipeline import Pipeline
 from tests.harness import RecordingApp
 
@@ -71,30 +80,73 @@ def public_jwk(private_key: Any, kid: str | None, *, alg: str | None = None) -> 
     return jwk_dict(private_key.public_key(), kid, alg=alg)
 
 
+@dataclass(frozen=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1 and its private key, as PEM files."""
+
+    certificate_file: Path
+    key_file: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> Certificate:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "channels-jwt test JWKS")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([loopback]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        created = cls(directory / "certificate.pem", directory / "key.pem")
+        created.certificate_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        created.key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        return created
+
+
 class JWKSServer:
     """A JWKS endpoint in a background thread (``ThreadingHTTPServer`` on 127.0.0.1).
 
     Attributes the test may set at any time: ``document`` (the JSON served), ``delay``
-    (seconds to wait before answering), ``status`` (``200``, or e.g. ``500``) and
-    ``redirect_to`` (answer ``302`` with this ``Location``).
+    (seconds to wait before answering), ``drip`` (seconds between the bytes of a ``200``
+    answer, from its status line, or from its body when ``drip_headers`` is false), ``status``
+    (``200``, or e.g. ``500``) and ``redirect_to`` (answer ``302`` with this ``Location``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: Certificate | None = None) -> None:
+        self.tls = tls
         self.document: Any = {"keys": []}
         self.delay = 0.0
+        self.drip = 0.0
+        self.drip_headers = True
         self.status = 200
         self.redirect_to: str | None = None
         self.port = 0
         self._lock = threading.Lock()
         self._requests: list[tuple[float, str]] = []
+        self._hangups: list[float] = []
         self._release = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        """The JWKS URL (``http://127.0.0.1:<port>/.well-known/jwks.json``)."""
-        return f"http://127.0.0.1:{self.port}{JWKS_PATH}"
+        """The JWKS URL (``http://127.0.0.1:<port>/.well-known/jwks.json``, or https)."""
+        scheme = "http" if self.tls is None else "https"
+        return f"{scheme}://127.0.0.1:{self.port}{JWKS_PATH}"
 
     @property
     def requests(self) -> int:
@@ -116,8 +168,15 @@ class JWKSServer:
         """Listen (on a free port the first time, on the same port after :meth:`stop`)."""
         assert self._httpd is None, "already running"
         self._release.clear()
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
+        httpd = _QuietHTTPServer(("127.0.0.1", self.port), _handler_for(self))
         httpd.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.certificate_file, self.tls.key_file)
+            # Each handshake in its handler's thread, not in the loop that accepts.
+            httpd.socket = context.wrap_socket(
+                httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.port = httpd.server_address[1]
         self._httpd = httpd
         self._thread = threading.Thread(
@@ -143,6 +202,15 @@ class JWKSServer:
             time.sleep(0.005)
         return self.requests
 
+    def wait_for_hangup(self, timeout: float = 5.0) -> float | None:
+        """When (``time.monotonic()``) a client first hung up on a dripping answer, if it did
+        within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self._hangups and time.monotonic() < deadline:
+            time.sleep(0.005)
+        with self._lock:
+            return self._hangups[0] if self._hangups else None
+
     def _record(self, path: str) -> None:
         with self._lock:
             self._requests.append((time.monotonic(), path))
@@ -150,6 +218,11 @@ class JWKSServer:
     def _sleep(self) -> None:
         if self.delay > 0:
             self._release.wait(self.delay)
+
+
+class _QuietHTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that refuse the certificate or give up are part of the tests."""
 
 
 def _handler_for(server: JWKSServer) -> type[BaseHTTPRequestHandler]:
@@ -161,8 +234,27 @@ def _handler_for(server: JWKSServer) -> type[BaseHTTPRequestHandler]:
                 self._answer(302, b"", location=server.redirect_to)
             elif server.status != 200:
                 self._answer(server.status, b'{"error": "internal"}')
+            elif server.drip > 0:
+                self._drip(json.dumps(server.document).encode())
             else:
                 self._answer(200, json.dumps(server.document).encode())
+
+        def _drip(self, body: bytes) -> None:
+            head = (
+                f"{self.protocol_version} 200 OK\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            answer, sent = head + body, 0 if server.drip_headers else len(head)
+            try:
+                self.wfile.write(answer[:sent])
+                # The second write after the client closed its socket fails (the first one
+                # draws the reset), so a hang-up is seen within two drips.
+                while sent < len(answer) and not server._release.wait(server.drip):
+                    self.wfile.write(answer[sent : sent + 1])
+                    sent += 1
+            except OSError:
+                with server._lock:
+                    server._hangups.append(time.monotonic())
 
         def _answer(self, status: int, body: bytes, location: str | None = None) -> None:
             try:
@@ -183,9 +275,9 @@ def _handler_for(server: JWKSServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def running_jwks_server() -> Iterator[JWKSServer]:
-    """A started :class:`JWKSServer`, stopped on exit."""
-    server = JWKSServer()
+def running_jwks_server(*, tls: Certificate | None = None) -> Iterator[JWKSServer]:
+    """A started :class:`JWKSServer` (over https with ``tls``), stopped on exit."""
+    server = JWKSServer(tls=tls)
     server.start()
     try:
         yield server
@@ -312,6 +404,8 @@ def outage(server: JWKSServer, mode: str) -> None:
         server.stop()
     elif mode == "http-500":
         server.status = 500
+    elif mode == "oversized":
+        server.document = {**server.document, "padding": "x" * MAX_JWKS_BYTES}
     else:
         server.document = "down for maintenance"
 
@@ -322,4 +416,4 @@ def recover(server: JWKSServer, mode: str) -> None:
     server.status = 200
 
 
-OUTAGES = ["stopped", "http-500", "not-a-json-object"]
+OUTAGES = ["stopped", "http-500", "not-a-json-object", "oversized"]

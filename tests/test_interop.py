@@ -50,8 +50,8 @@ TAMPERINGS = {
     "signature-byte-flipped": 4401,
     "alg-swapped": 4401,
     "alg-HS256-key-confusion": 4401,
-    "alg-none-unsigned": 4400,
-    "signature-stripped": 4400,
+    "alg-none-unsigned": 4401,
+    "signature-stripped": 4401,
 }
 SWAPPED_ALG = {"RS256": "PS256", "PS256": "RS256", "ES256": "EdDSA", "EdDSA": "ES256"}
 

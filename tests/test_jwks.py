@@ -350,7 +350,7 @@ async def test_nothing_cached_and_endpoint_down_closes_with_4503(
     outcome = await handshake(app, token)
 
     assert (outcome.code, outcome.reason) == (4503, "auth_unavailable")
-    error = "PyJWKClientConnectionError" if mode != "not-a-json-object" else "PyJWKClientError"
+    error = "PyJWKClientConnectionError" if mode in ("stopped", "http-500") else "PyJWKClientError"
     assert warnings_of(caplog) == [
         f"JWKS fetch from {jwks_server.url} failed: {error}",
         "WebSocket authentication unavailable: "
@@ -574,6 +574,10 @@ def skipped_entries(keys: Keys) -> dict[str, Any]:
     rsa_jwk = public_jwk(keys.rsa, "k")
     return {
         "use-enc": jwk_dict(keys.rsa.public_key(), "k", use="enc"),
+        "key-ops-encrypt": {**rsa_jwk, "key_ops": ["encrypt"]},
+        "key-ops-empty": {**rsa_jwk, "key_ops": []},
+        "key-ops-not-a-list": {**rsa_jwk, "key_ops": "verify"},
+        "key-ops-null": {**rsa_jwk, "key_ops": None},
         "oct": {"kty": "oct", "kid": "k", "k": b64url(b"s" * 64)},
         "oct-holding-a-pem": {"kty": "oct", "kid": "k", "k": b64url(public_pem(keys.rsa).encode())},
         "private-rsa": jwk_dict(keys.rsa, "k"),
@@ -597,6 +601,10 @@ def skipped_entries(keys: Keys) -> dict[str, Any]:
 
 SKIPPED = [
     "use-enc",
+    "key-ops-encrypt",
+    "key-ops-empty",
+    "key-ops-not-a-list",
+    "key-ops-null",
     "oct",
     "oct-holding-a-pem",
     "private-rsa",
@@ -700,6 +708,25 @@ async def test_jwk_alg_binds_the_key_to_one_algorithm(
     outcome = await handshake(app, idp_token(keys.rsa, "rsa", alg=token_alg))
 
     assert outcome.code == code
+
+
+@pytest.mark.parametrize(
+    ("key_ops", "code"),
+    [
+        pytest.param(["encrypt"], 4401, id="encrypt"),
+        pytest.param(["sign", "verify"], None, id="sign-verify"),
+    ],
+)
+async def test_jwk_key_ops_must_include_verify(
+    jwks_server: JWKSServer, keys: Keys, key_ops: list[str], code: int | None
+) -> None:
+    """RFC 7517 section 4.3: an encryption key never verifies, even without ``use``."""
+    jwks_server.publish({**jwk_dict(keys.rsa.public_key(), "rsa", use=None), "key_ops": key_ops})
+    app = idp_app(jwks_server.url)
+
+    outcome = await handshake(app, idp_token(keys.rsa, "rsa"))
+
+    assert (outcome.code, outcome.reason) == (code, "token_invalid" if code else "")
 
 
 async def test_token_without_kid_is_tried_against_every_fitting_key(

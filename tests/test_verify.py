@@ -247,6 +247,29 @@ def test_bad_alg_header_is_rejected(header: bytes) -> None:
     raises(verifier(), hs_raw(header, payload_json()), TokenInvalid)
 
 
+@pytest.mark.parametrize("alg", ["none", "None", "NONE", "HS512"])
+def test_unsecured_jws_is_well_formed_and_refused_for_its_algorithm(alg: str) -> None:
+    """``header.payload.`` (RFC 7515 appendix A.5) is a compact JWS: 4401, never 4400."""
+    token = f"{b64(json.dumps({'alg': alg}).encode())}.{b64(payload_json())}."
+    with pytest.raises(TokenInvalid, match="algorithm not allowed"):
+        verifier().verify(token)
+
+
+@pytest.mark.parametrize("algorithm", HMAC_ALGORITHMS + ASYMMETRIC_ALGORITHMS)
+def test_empty_signature_with_an_allowed_algorithm_is_a_bad_signature(
+    keys: Keys, algorithm: str
+) -> None:
+    if algorithm in HMAC_ALGORITHMS:
+        key, checker = HS_KEY, verifier(ALGORITHMS=[algorithm])
+    else:
+        key = keys.for_algorithm(algorithm)
+        checker = verifier(ALGORITHMS=[algorithm], VERIFYING_KEY=public_pem(key))
+    signed = jwt.encode(claims_for(), key, algorithm)
+    stripped = signed[: signed.rindex(".") + 1]
+    with pytest.raises(TokenInvalid, match="signature verification failed"):
+        checker.verify(stripped)
+
+
 def test_bad_signature_is_rejected() -> None:
     token = hs_token(claims_for())
     head, payload, signature = token.split(".")
@@ -270,7 +293,7 @@ def test_token_signed_with_another_secret_is_rejected() -> None:
         pytest.param("abc.def", id="two-segments"),
         pytest.param("a.b.c.d.e", id="jwe-five-segments"),
         pytest.param("a..c", id="empty-payload"),
-        pytest.param("eyJhbGciOiJub25lIn0.e30.", id="unsecured-empty-signature"),
+        pytest.param("eyJhbGciOiJub25lIn0..", id="unsecured-empty-payload"),
         pytest.param("a.b.c ", id="trailing-space"),
         pytest.param("a.b.c\n", id="trailing-newline"),
         pytest.param("a+b.c/d.e", id="standard-base64-alphabet"),

@@ -1,14 +1,15 @@
 """D01-D07: denial of service.
 
 Oversized tokens and the token size cap (D01, D03), a burst of bad RS256 signatures (D07), and
-the JWKS side (D04-D06): a ``kid`` flood, a slow or broken endpoint, and garbage that must
-never cause a key fetch or a query.
+the JWKS side (D04-D06): a ``kid`` flood, a slow, dripping, broken or untrusted endpoint, and
+garbage that must never cause a key fetch or a query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +38,8 @@ from tests.catalogue.kit import (
     refused_outcome,
     warm_up,
 )
-from tests.harness import RecordingApp
-from tests.jwks_server import JWKSServer, public_jwk
+from tests.harness import LOGGER, RecordingApp, warnings_of
+from tests.jwks_server import Certificate, JWKSServer, public_jwk, running_jwks_server
 from tests.jwks_server import handshake as jwks_handshake
 
 
@@ -169,18 +170,27 @@ async def test_D04_kid_flood_costs_at_most_one_refetch_and_the_loop_stays_respon
     assert latencies[-1] < 1.0  # never stuck behind a fetch
 
 
-async def test_D05_hanging_endpoint_fails_new_kids_in_time_and_serves_cached_ones(
-    kit: Kit, jwks_server: JWKSServer
+@pytest.mark.parametrize(
+    "stall",
+    [
+        pytest.param({"delay": 10}, id="D05-hanging"),
+        pytest.param({"drip": 0.2}, id="D05-dripping"),
+    ],
+)
+async def test_D05_stalled_endpoint_fails_new_kids_in_time_and_serves_cached_ones(
+    kit: Kit, jwks_server: JWKSServer, stall: dict[str, float]
 ) -> None:
-    """The endpoint stops answering: a token with a new ``kid`` is closed 4503 once the fetch
-    times out (``JWKS_TIMEOUT_SECONDS``), while tokens with a cached ``kid`` are accepted at
-    once throughout (the fetch never blocks the event loop)."""
+    """The endpoint stops answering, or answers a byte at a time: a token with a new ``kid``
+    is closed 4503 once the fetch runs out of time (``JWKS_TIMEOUT_SECONDS``), while tokens
+    with a cached ``kid`` are accepted at once throughout (the fetch never blocks the event
+    loop)."""
     jwks_server.publish(public_jwk(kit.keys.p256, "k1"))
     settings = jwks_settings(jwks_server, "ES256", JWKS_TIMEOUT_SECONDS=1)
     app = JWTAuthMiddleware(RecordingApp(), settings=settings)
     assert (await jwks_handshake(app, es256_with_kid(kit, "k1"))).accepted
     without_refetch_cooldown(app)
-    jwks_server.delay = 10
+    for name, value in stall.items():
+        setattr(jwks_server, name, value)
 
     new_kid = asyncio.create_task(jwks_handshake(app, es256_with_kid(kit, "k2"), timeout=10))
     assert await asyncio.to_thread(jwks_server.wait_for_requests, 2) == 2
@@ -193,6 +203,76 @@ async def test_D05_hanging_endpoint_fails_new_kids_in_time_and_serves_cached_one
     assert max(outcome.seconds for outcome in cached) < RESPONSIVE
     assert (refused.code, refused.reason) == (4503, "auth_unavailable")
     assert 0.9 < refused.seconds < 2.5
+
+
+@pytest.mark.parametrize(
+    ("tls", "drip_headers"),
+    [
+        pytest.param(False, True, id="D05-drip-from-the-status-line"),
+        pytest.param(False, False, id="D05-drip-the-body"),
+        pytest.param(True, False, id="D05-drip-the-body-over-tls"),
+    ],
+)
+async def test_D05_dripping_endpoint_is_cut_off_at_the_timeout(
+    kit: Kit,
+    tls: bool,
+    drip_headers: bool,
+    loopback_certificate: Certificate,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One byte every 200 ms keeps each socket read far under a 1 s timeout, yet the whole
+    fetch gets 1 s: the handshake is closed 4503 (nothing cached), logged like a timeout, and
+    the fetch hangs up instead of reading on."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(loopback_certificate.certificate_file))
+    with running_jwks_server(tls=loopback_certificate if tls else None) as jwks_server:
+        jwks_server.publish(public_jwk(kit.keys.p256, "k1"))
+        jwks_server.drip, jwks_server.drip_headers = 0.2, drip_headers
+        settings = jwks_settings(jwks_server, "ES256", JWKS_TIMEOUT_SECONDS=1)
+        app = JWTAuthMiddleware(RecordingApp(), settings=settings)
+        caplog.set_level(logging.WARNING, LOGGER)
+        started = time.monotonic()
+
+        refused = await jwks_handshake(app, es256_with_kid(kit, "k1"), timeout=15)
+        hung_up = await asyncio.to_thread(jwks_server.wait_for_hangup, 3)
+
+    print(
+        f"\nD05 JWKS dripping from the {'status line' if drip_headers else 'body'} over "
+        f"{'https' if tls else 'http'}, JWKS_TIMEOUT_SECONDS=1: 4503 after "
+        f"{refused.seconds * 1000:.0f} ms"
+        + ("" if hung_up is None else f", server saw the hang-up at {hung_up - started:.2f} s")
+    )
+    assert (refused.code, refused.reason) == (4503, "auth_unavailable")
+    assert 0.9 < refused.seconds < 1.5
+    assert hung_up is not None
+    assert hung_up - started < 2.0
+    assert warnings_of(caplog)[0] == (
+        f"JWKS fetch from {jwks_server.url} failed: PyJWKClientConnectionError"
+    )
+
+
+@pytest.mark.parametrize(
+    "trusted",
+    [
+        pytest.param(True, id="D05-https-trusted-certificate"),
+        pytest.param(False, id="D05-https-untrusted-certificate"),
+    ],
+)
+async def test_D05_https_endpoint_serves_keys_only_under_a_trusted_certificate(
+    kit: Kit, trusted: bool, loopback_certificate: Certificate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The certificate is verified: an endpoint the system does not trust is as good as down
+    (4503), and is never asked for the key set."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(loopback_certificate.certificate_file))
+    with running_jwks_server(tls=loopback_certificate) as jwks_server:
+        jwks_server.publish(public_jwk(kit.keys.p256, "k1"))
+        app = JWTAuthMiddleware(RecordingApp(), settings=jwks_settings(jwks_server, "ES256"))
+
+        outcome = await jwks_handshake(app, es256_with_kid(kit, "k1"))
+
+    assert (outcome.code, jwks_server.requests) == ((None, 1) if trusted else (4503, 0))
 
 
 async def test_D05_broken_endpoint_keeps_cached_keys_working(
@@ -220,7 +300,7 @@ async def test_D05_broken_endpoint_keeps_cached_keys_working(
 #: Garbage a JWKS-configured middleware must refuse before looking for any key.
 BEFORE_ANY_KEY: list[Any] = [
     pytest.param(lambda k: "not-a-jwt", MALFORMED, id="D06-malformed"),
-    pytest.param(lambda k: k.unsecured({"alg": "none", "kid": "k1"}), MALFORMED, id="D06-alg-none"),
+    pytest.param(lambda k: k.unsecured({"alg": "none", "kid": "k1"}), INVALID, id="D06-alg-none"),
     pytest.param(lambda k: k.header(kid="k1"), INVALID, id="D06-hs256-under-rs256"),
     pytest.param(lambda k: k.rs256(kid="k1", crit=["x"], x=1), MALFORMED, id="D06-crit"),
     pytest.param(lambda k: k.rs256(kid=12), MALFORMED, id="D06-kid-not-a-string"),
