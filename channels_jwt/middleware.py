@@ -76,13 +76,13 @@ class JWTAuthMiddleware:
         pipeline: Pipeline | None = None
         extraction: Extraction | None = None
         guard: ConnectionGuard | None = None
+        counted: tuple[Pipeline, str] | None = None
         failure: ChannelsJWTError
         try:
             pipeline = Pipeline.for_settings(self.settings)
             if pipeline.rate_limiter is not None:
-                await pipeline.bounded(
-                    _check_rate_limit(pipeline.rate_limiter, scope), "the rate limit check"
-                )
+                address = await _begin_attempt(pipeline, pipeline.rate_limiter, scope)
+                counted = None if address is None else (pipeline, address)
             extraction = extract_token(scope, pipeline.extraction)
             inner_scope = _inner_scope(scope, extraction)
             guard = await _identify(pipeline, extraction, inner_scope, receive, send)
@@ -102,6 +102,8 @@ class JWTAuthMiddleware:
             )
             failure = ChannelsJWTError(f"unexpected {type(exc).__name__}")
         else:
+            if counted is not None:
+                await _forgive(*counted)
             if guard is None:
                 marker = pipeline.extraction.subprotocol if extraction.marker_offered else None
                 return inner_scope, receive, sending_marker(send, marker), None
@@ -114,6 +116,8 @@ class JWTAuthMiddleware:
                 source=connection.source,
             )
             return inner_scope, guard.receive, guard.send, guard
+        if counted is not None and not _counts(failure):
+            await _forgive(*counted)
         await self._reject(scope, receive, send, failure, pipeline, extraction)
         return None
 
@@ -130,8 +134,6 @@ class JWTAuthMiddleware:
         code = close_code(failure.reason, failure.close_code, overrides)
         source = extraction.source if extraction else None
         log_rejection(scope, failure, code, source)
-        if pipeline is not None and pipeline.rate_limiter is not None:
-            await _count_failure(pipeline, pipeline.rate_limiter, scope, failure)
         safe_scope = _without_credential(scope, extraction) if extraction else _scrubbed(scope)
         await _send_signal(
             signals.authentication_failed,
@@ -189,31 +191,40 @@ async def _identify(
     return guard
 
 
-async def _check_rate_limit(limiter: FailureLimiter, scope: Scope) -> None:
+async def _begin_attempt(pipeline: Pipeline, limiter: FailureLimiter, scope: Scope) -> str | None:
+    """Count the attempt as a failure until it ends otherwise: the address counted, if any.
+
+    Raises ``RateLimited`` past the limit (that attempt not counted), and a 4503 error when
+    the cache cannot count: it fails closed, like the revocation check.
+    """
     address = client_address(scope)
     if address is None:
-        return
+        return None
     try:
-        limited = await limiter.is_limited(address)
-    except Exception as exc:  # the cache is down: fail closed, like the revocation check
+        limited = await pipeline.bounded(limiter.begin(address), "the rate limit check")
+    except ChannelsJWTError:
+        raise
+    except Exception as exc:
         raise ResolverError(f"rate limit cache unavailable ({type(exc).__name__})") from exc
     if limited:
+        await _forgive(pipeline, address)
         raise RateLimited("too many failed handshakes from this address")
+    return address
 
 
-async def _count_failure(
-    pipeline: Pipeline, limiter: FailureLimiter, scope: Scope, failure: ChannelsJWTError
-) -> None:
-    """Count a client-caused failure; outages and the limit's own refusals do not count."""
-    address = client_address(scope)
-    counts = isinstance(failure, AuthenticationFailed) and not isinstance(failure, RateLimited)
-    if address is None or not counts:
-        return
+def _counts(failure: ChannelsJWTError) -> bool:
+    """Whether ``failure`` is the client's (an outage or the limit's own refusal is not)."""
+    return isinstance(failure, AuthenticationFailed) and not isinstance(failure, RateLimited)
+
+
+async def _forgive(pipeline: Pipeline, address: str) -> None:
+    """Take back the count of an attempt that did not fail."""
+    assert pipeline.rate_limiter is not None
     try:
-        await pipeline.bounded(limiter.record_failure(address), "counting a failure")
+        await pipeline.bounded(pipeline.rate_limiter.forgive(address), "taking back a count")
     except Exception as exc:
-        # The rejection stands; only the count is lost.
-        logger.warning("Could not count a failed handshake (%s)", type(exc).__name__)
+        # The outcome stands; the address keeps one count too many until its window ends.
+        logger.warning("Could not take back a handshake's count (%s)", type(exc).__name__)
 
 
 def _without_credential(scope: Scope, extraction: Extraction) -> Scope:

@@ -5,7 +5,9 @@ process shares them) in fixed windows: the first failure from an address opens a
 the rate's period, and once the address has used up its failures every handshake from it is
 refused with 4429 ``rate_limited`` until the window ends, before the token is even read.
 Only the client's own failures count (bad, expired, revoked tokens, rejected users);
-an outage (4503) and the refusals of the limit itself do not.
+an outage (4503) and the refusals of the limit itself do not. A handshake counts from its
+start until it ends otherwise, so attempts still in flight count too; a cache that cannot
+count refuses the handshake with 4503 (it fails closed).
 
 The address is ``scope["client"][0]``, which behind a reverse proxy is the proxy's unless the
 server is told to trust forwarded headers (uvicorn and daphne ``--proxy-headers``).
@@ -14,6 +16,7 @@ Connections without a client address (a Unix socket) are never limited.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -46,32 +49,47 @@ def _key(address: str) -> str:
 
 @dataclass(frozen=True)
 class FailureLimiter:
-    """Counts failed handshakes per client address in a Django cache."""
+    """Counts failed handshakes per client address in a Django cache.
+
+    A handshake counts from its start, as if it were going to fail, and is taken back when it
+    does not (:meth:`forgive`): attempts still in flight count, so a burst of concurrent
+    handshakes cannot all be verified before the first failure is recorded.
+    """
 
     cache_alias: str
     failures: int
     period: int
 
-    async def is_limited(self, address: str) -> bool:
-        """Whether ``address`` has used up its failures in the current window."""
-        count = await sync_to_async(self._count, thread_sensitive=False)(address)
-        return count >= self.failures
+    async def begin(self, address: str) -> bool:
+        """Count an attempt from ``address``; whether that puts it over its failures."""
+        count = await sync_to_async(self._increment, thread_sensitive=False)(address)
+        return count > self.failures
 
-    async def record_failure(self, address: str) -> None:
-        """Count one failed handshake from ``address``."""
-        await sync_to_async(self._increment, thread_sensitive=False)(address)
+    async def forgive(self, address: str) -> None:
+        """Take back the count of an attempt that did not fail (or was refused by the limit)."""
+        await sync_to_async(self._decrement, thread_sensitive=False)(address)
+
+    async def counted(self, address: str) -> int:
+        """How many attempts of ``address`` count in its current window."""
+        return await sync_to_async(self._count, thread_sensitive=False)(address)
 
     def _count(self, address: str) -> int:
         value = caches[self.cache_alias].get(_key(address), 0)
         return value if isinstance(value, int) else 0
 
-    def _increment(self, address: str) -> None:
+    def _increment(self, address: str) -> int:
         cache = caches[self.cache_alias]
         key = _key(address)
         # add() opens the window only if none is open, so the period runs from the first
-        # failure; incr() is atomic on Redis and memcached.
+        # attempt; incr() is atomic on Redis and memcached.
         cache.add(key, 0, timeout=self.period)
         try:
-            cache.incr(key)
+            return int(cache.incr(key))
         except ValueError:  # the window closed between add() and incr()
             cache.add(key, 1, timeout=self.period)
+            return 1
+
+    def _decrement(self, address: str) -> None:
+        # ValueError: the window has closed, and there is nothing left to take back.
+        with contextlib.suppress(ValueError):
+            caches[self.cache_alias].decr(_key(address))

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from django.conf import settings as django_settings
+from django.core.cache.backends.locmem import LocMemCache
 from django.test import override_settings
 
 from channels_jwt import JWTAuthMiddleware, RateLimited
@@ -34,6 +35,7 @@ from tests.harness import (
     expired_token_for,
     finding_nobody,
     token_for,
+    warnings_of,
     websocket_scope,
 )
 from tests.processes import free_port
@@ -182,11 +184,8 @@ async def fail(app: Any, times: int, client: Any = CLIENT) -> list[str]:
 
 
 async def failures_counted(alias: str, address: str) -> int:
-    """How many failures the cache holds for ``address``, probed through ``is_limited``."""
-    count = 0
-    while await FailureLimiter(alias, count + 1, 60).is_limited(address):
-        count += 1
-    return count
+    """How many failures the cache holds for ``address``."""
+    return await FailureLimiter(alias, 1, 60).counted(address)
 
 
 async def test_failures_below_the_count_keep_their_own_code(
@@ -348,6 +347,36 @@ async def test_ports_of_one_address_share_its_count(cache_alias: str, inner: Gre
         await handshake(app, token_for(key=OTHER_KEY), (CLIENT[0], port))
 
     assert await handshake(app, token_for(), (CLIENT[0], 41000)) == LIMITED
+
+
+async def slow_finding_nobody(claims: Any, scope: Any) -> Any:
+    await asyncio.sleep(0.2)
+    return None
+
+
+async def test_attempts_in_flight_count(cache_alias: str, inner: GreetingApp) -> None:
+    # 60 concurrent handshakes, each failing only after a slow lookup: were the count taken
+    # when each ended, all 60 would be looked up before the first failure was recorded.
+    app = limited(inner, USER_RESOLVER=slow_finding_nobody)
+    outcomes = await asyncio.gather(*(handshake(app, token_for()) for _ in range(60)))
+
+    assert sorted(outcomes) == sorted(["4403 user_rejected"] * COUNT + [LIMITED] * (60 - COUNT))
+    assert await failures_counted(ALIAS, CLIENT[0]) == COUNT
+
+
+async def yielding_token_user(claims: Any, scope: Any) -> Any:
+    await asyncio.sleep(0.05)
+    return await token_user(claims, scope)
+
+
+async def test_an_attempt_in_flight_is_taken_back_when_it_succeeds(
+    cache_alias: str, inner: GreetingApp
+) -> None:
+    app = limited(inner, USER_RESOLVER=yielding_token_user)
+    outcomes = await asyncio.gather(*(handshake(app, token_for()) for _ in range(COUNT)))
+
+    assert outcomes == [ACCEPTED] * COUNT
+    assert await failures_counted(ALIAS, CLIENT[0]) == 0
 
 
 async def test_concurrent_failures_are_all_counted(cache_alias: str, inner: GreetingApp) -> None:
@@ -548,5 +577,34 @@ async def test_a_window_that_closes_between_opening_and_counting_still_counts(
     # A zero-second window expires at once, so incr() finds no key: the race between add()
     # and incr() when a window ends, made certain. The count must restart, not crash.
     limiter = FailureLimiter(cache_alias, failures=1, period=0)
-    await limiter.record_failure("198.51.100.7")
-    assert not await limiter.is_limited("198.51.100.7")
+    assert not await limiter.begin("198.51.100.7")
+    # The window is gone too when the count is taken back: nothing to do, nothing raised.
+    await limiter.forgive("198.51.100.7")
+
+
+class NoTakingBackCache(LocMemCache):
+    """A local-memory cache that can count but not take a count back (``decr`` fails)."""
+
+    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        raise ConnectionError("decr refused")
+
+
+async def test_a_count_that_cannot_be_taken_back_keeps_the_outcome_and_warns(
+    inner: GreetingApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    caches = {
+        "default": django_settings.CACHES["default"],
+        ALIAS: {
+            "BACKEND": "tests.test_ratelimit.NoTakingBackCache",
+            "LOCATION": f"ratelimit-{uuid.uuid4().hex}",
+        },
+    }
+    with override_settings(CACHES=caches):
+        outcomes = [await handshake(limited(inner), token_for()) for _ in range(COUNT + 1)]
+
+    # Accepted, each leaving one count behind: the window ends in a minute.
+    assert outcomes == [ACCEPTED] * COUNT + [LIMITED]
+    assert warnings_of(caplog) == ["Could not take back a handshake's count (ConnectionError)"] * (
+        COUNT + 1
+    )
