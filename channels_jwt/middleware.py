@@ -11,7 +11,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt import signals
@@ -108,9 +107,9 @@ class JWTAuthMiddleware:
                 marker = pipeline.extraction.subprotocol if extraction.marker_offered else None
                 return inner_scope, receive, sending_marker(send, marker), None
             connection = guard.connection
-            await _send_signal(
-                signals.authenticated,
-                inner_scope,
+            await signals.send_authenticated.send(
+                JWTAuthMiddleware,
+                scope=inner_scope,
                 user=inner_scope["user"],
                 claims=connection.claims,
                 source=connection.source,
@@ -134,15 +133,7 @@ class JWTAuthMiddleware:
         code = close_code(failure.reason, failure.close_code, overrides)
         source = extraction.source if extraction else None
         log_rejection(scope, failure, code, source)
-        safe_scope = _without_credential(scope, extraction) if extraction else _scrubbed(scope)
-        await _send_signal(
-            signals.authentication_failed,
-            safe_scope,
-            reason=failure.reason,
-            close_code=code,
-            source=source,
-            error=failure,
-        )
+        # The client is answered first: the receivers cannot delay its close.
         await send_rejection(
             scope,
             receive,
@@ -151,6 +142,15 @@ class JWTAuthMiddleware:
             code=code,
             mode=pipeline.reject_mode if pipeline else "close",
             marker=pipeline.extraction.subprotocol if pipeline else "",
+        )
+        safe_scope = _without_credential(scope, extraction) if extraction else _scrubbed(scope)
+        await signals.send_authentication_failed.send(
+            JWTAuthMiddleware,
+            scope=safe_scope,
+            reason=failure.reason,
+            close_code=code,
+            source=source,
+            error=failure,
         )
 
 
@@ -261,19 +261,3 @@ def _scrubbed(scope: Scope) -> Scope:
             if name.lower() not in _CREDENTIAL_HEADERS
         ],
     }
-
-
-async def _send_signal(signal: Any, scope: Scope, **kwargs: Any) -> None:
-    """Send ``signal`` robustly, off the event loop (receivers may use the ORM)."""
-    # ``receivers`` first: an empty list is the common case, and has_listeners() takes a lock.
-    if not signal.receivers or not signal.has_listeners(JWTAuthMiddleware):
-        return
-    send_robust = database_sync_to_async(signal.send_robust)
-    responses = await send_robust(JWTAuthMiddleware, scope=scope, **kwargs)
-    for receiver, response in responses:
-        if isinstance(response, Exception):
-            logger.error(
-                "Receiver %r of a channels_jwt signal raised %s",
-                receiver,
-                type(response).__name__,
-            )
