@@ -12,7 +12,7 @@ that one thread serves every handshake's user lookup, and a flood of failed hand
 not queue ahead of them. Each signal has a thread of its own, with Django's connection
 housekeeping around each call as Channels does for its own. A rejection is sent before its
 ``authentication_failed`` receivers run, so they never delay a close either; while more than
-:data:`MAX_PENDING` of one signal wait for their thread, further ones are dropped (and
+``MAX_PENDING`` (1,000) sends of one signal wait for their thread, further ones are dropped (and
 counted in a warning) rather than held in memory.
 """
 
