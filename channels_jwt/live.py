@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,10 @@ logger = logging.getLogger("channels_jwt")
 
 #: The ``type`` of the layer message that closes matching connections.
 REVOKE_MESSAGE = "channels_jwt.revoke"
+#: A receive that fails after waiting this long may have timed out idle, not lost the layer.
+MIN_WAIT_SECONDS = 1.0
+#: How long the layer has to answer (re-joining the groups) before it counts as lost.
+PROBE_SECONDS = 5.0
 
 
 def _digest(*parts: str) -> str:
@@ -128,14 +133,30 @@ class LiveSubscription:
 
     async def _listen(self) -> None:
         assert self._layer is not None
-        try:
-            while True:
+        while True:
+            started = time.monotonic()
+            try:
                 message = await self._layer.receive(self._channel)
-                if message.get("type") == REVOKE_MESSAGE:
-                    await self._on_revoked()
-                    return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            logger.warning("channels_jwt lost the channel layer: %s", type(exc).__name__)
-            await self._on_failure()
+            except Exception as exc:
+                if time.monotonic() - started >= MIN_WAIT_SECONDS and await self._answers():
+                    # A receive that waited, then timed out (redis-py 8 under channels_redis
+                    # 4.3 does when nothing is sent), while the layer still answers.
+                    continue
+                logger.warning("channels_jwt lost the channel layer: %s", type(exc).__name__)
+                await self._on_failure()
+                return
+            if message.get("type") == REVOKE_MESSAGE:
+                await self._on_revoked()
+                return
+
+    async def _answers(self) -> bool:
+        """Whether the layer still answers: every group re-joined within ``PROBE_SECONDS``."""
+        try:
+            await asyncio.wait_for(self._rejoin(), PROBE_SECONDS)
+        except Exception:
+            return False
+        return True
+
+    async def _rejoin(self) -> None:
+        for group in list(self._groups):
+            await self._add(group)

@@ -1,0 +1,100 @@
+"""Guarded sockets left idle on channels_redis (core and pub/sub layers), in-process.
+
+redis-py 8 gives every connection a socket timeout, and channels_redis 4.3's receive can
+outlast it while nothing is sent: the layer's receive then raises a timeout although Redis is
+fine. An idle socket must stay open (DESIGN.md section 7) and still be reached by
+``disconnect_user`` afterwards.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+from channels.layers import channel_layers
+from django.test import override_settings
+
+from channels_jwt import JWTAuthMiddleware, adisconnect_user
+from channels_jwt.users import token_user
+from tests.harness import MARKER, RecordingApp, close_message, token_for, websocket_scope
+from tests.redis.conftest import RedisServer
+
+pytestmark = pytest.mark.live
+
+LAYERS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+#: Longer than every timeout under the layer (redis-py's default socket timeout is 5 s).
+IDLE_SECONDS = 8.0
+
+
+@contextmanager
+def using_layer(name: str, redis_server: RedisServer) -> Iterator[None]:
+    """``CHANNEL_LAYERS`` on the session's Redis with the channels_redis layer ``name``."""
+    layers = {"default": {"BACKEND": LAYERS[name], "CONFIG": {"hosts": [redis_server.url]}}}
+    with override_settings(CHANNEL_LAYERS=layers):
+        channel_layers.backends.clear()
+        try:
+            yield
+        finally:
+            channel_layers.backends.clear()
+
+
+@pytest.fixture(params=sorted(LAYERS))
+def redis_layer(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[str]:
+    """Each channels_redis layer in turn."""
+    with using_layer(request.param, redis_server):
+        yield request.param
+
+
+async def test_an_idle_guarded_socket_stays_open_and_reachable(redis_layer: str) -> None:
+    app = JWTAuthMiddleware(
+        RecordingApp(), settings={"LIVE_REVOCATION": True, "USER_RESOLVER": token_user}
+    )
+    user_id = 4_000_000 + int(time.time()) % 1000
+    scope = websocket_scope(subprotocols=[MARKER, token_for(user_id, lifetime=120)])
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "websocket.connect"})
+    assert (await communicator.receive_output(5))["type"] == "websocket.accept"
+
+    assert await communicator.receive_nothing(IDLE_SECONDS, interval=0.5)
+
+    await adisconnect_user(user_id)
+    closed: Any = await communicator.receive_output(5)
+    assert closed == close_message(4441, "token_revoked")
+    await communicator.wait(5)
+
+
+@pytest.fixture
+def core_layer(redis_server: RedisServer) -> Iterator[None]:
+    """``CHANNEL_LAYERS`` on the session's Redis with channels_redis' core layer.
+
+    (The pub/sub layer retries a lost Redis inside its receive forever, and raises nothing a
+    listener could see: failing closed there needs a probe of its own, issue 15 item 8.)
+    """
+    with using_layer("core", redis_server):
+        yield
+
+
+async def test_a_layer_lost_while_idle_closes_with_4503(
+    core_layer: None, redis_server: RedisServer
+) -> None:
+    app = JWTAuthMiddleware(
+        RecordingApp(), settings={"LIVE_REVOCATION": True, "USER_RESOLVER": token_user}
+    )
+    scope = websocket_scope(subprotocols=[MARKER, token_for(4_100_000, lifetime=120)])
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "websocket.connect"})
+    assert (await communicator.receive_output(5))["type"] == "websocket.accept"
+    assert await communicator.receive_nothing(1.5, interval=0.25)
+
+    redis_server.stop()
+
+    closed: Any = await communicator.receive_output(IDLE_SECONDS + 5)
+    assert closed == close_message(4503, "auth_unavailable")
+    await communicator.wait(5)
