@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from channels_jwt.exceptions import ChannelsJWTError, CloseCode, TokenInvalid
+from channels_jwt.exceptions import AuthenticationFailed, ChannelsJWTError, CloseCode, TokenInvalid
 from channels_jwt.handshake import close_code, close_message, naming_marker
 from channels_jwt.live import LiveSubscription
 from channels_jwt.logs import loggable_path
@@ -218,7 +218,7 @@ class ConnectionGuard:
     async def refresh(self, token: str) -> None:
         """Verify ``token`` through the pipeline, require the same user, swap the claims."""
         claims, user = await self.pipeline.authenticate(token, self.scope)
-        if getattr(user, "pk", None) != self.user_pk:
+        if not self._same_user(claims, getattr(user, "pk", None)):
             raise TokenInvalid("refresh token names another user")
         if self._subscription is not None:
             try:
@@ -229,6 +229,21 @@ class ConnectionGuard:
         self._cancel_timer()
         if self._accepted:
             self._arm_timer()
+
+    def _same_user(self, claims: Mapping[str, Any], pk: Any) -> bool:
+        """The same canonical user-id claim, and the same ``pk`` where the resolver gives one.
+
+        Nothing matches ``None``: a resolver whose users have no ``pk`` is judged by the claim.
+        """
+        try:
+            same_claim = bool(
+                self.pipeline.user_id(claims) == self.pipeline.user_id(self.connection.claims)
+            )
+        except AuthenticationFailed:
+            return False
+        if pk is None and self.user_pk is None:
+            return same_claim
+        return same_claim and pk is not None and bool(pk == self.user_pk)
 
     def _deadline(self) -> float | None:
         exp = self.connection.claims.get("exp")

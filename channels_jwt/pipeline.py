@@ -11,6 +11,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from channels_jwt.ratelimit import FailureLimiter, parse_rate
 from channels_jwt.revocation import bound_revocation_check
 from channels_jwt.sources import ExtractionRules
 from channels_jwt.types import Claims, Scope
-from channels_jwt.users import bound_resolver, token_user
+from channels_jwt.users import bound_resolver, token_user, user_id_of
 from channels_jwt.verify import TokenVerifier
 
 T = TypeVar("T")
@@ -45,6 +46,8 @@ class Pipeline:
     extraction: ExtractionRules
     verifier: TokenVerifier
     resolve_user: Callable[[Claims, Scope], Awaitable[Any]]
+    #: The canonical user id a token's claims name (refresh requires the same one).
+    user_id: Callable[[Claims], Any]
     is_revoked: Callable[[Claims], Awaitable[bool]] | None
     allow_anonymous: bool
     reject_mode: str
@@ -69,6 +72,7 @@ class Pipeline:
             extraction=ExtractionRules.from_config(config, is_trusted_origin),
             verifier=TokenVerifier.of(config),
             resolve_user=as_async(bound_resolver(resolver, config)),
+            user_id=partial(user_id_of, config),
             is_revoked=(
                 None
                 if revocation_check is None

@@ -203,6 +203,11 @@ def _token_user(config: Config, claims: Mapping[str, Any]) -> TokenUser:
     return TokenUser(user_id, claims)
 
 
+def user_id_of(config: Config, claims: Mapping[str, Any]) -> Any:
+    """The canonical user id the claims name (``TokenInvalid`` if they name none)."""
+    return _user_id(config, claims)[2]
+
+
 def bound_resolver(resolver: Any, config: Config) -> Any:
     """``resolver``, or the built-in it names bound to ``config`` (no ambient lookup)."""
     if resolver is database_user:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -649,3 +650,72 @@ async def test_the_close_line_escapes_a_forged_path(
     assert lines == [
         "WebSocket closed by channels_jwt: token_expired code=4440 path=/ws/\\r\\nforged\\x1b[31m"
     ]
+
+
+async def pk_less_user(claims: Any, scope: Any) -> Any:
+    """A resolver whose users have no ``pk`` (a user object of an external directory)."""
+    return SimpleNamespace(username=f"user{claims['user_id']}", is_authenticated=True)
+
+
+async def test_refresh_with_another_users_token_is_refused_when_users_have_no_pk(
+    configure: Configure, sockets: Sockets
+) -> None:
+    # Comparing pk alone, None == None let user 2's token into user 1's socket.
+    configure(USER_RESOLVER=pk_less_user)
+    inner = RefreshingApp()
+    communicator = await sockets.open(JWTAuthMiddleware(inner), token_for(1, exp=soon(60)))
+    claims_before = dict(inner.connection.claims)
+
+    await send_text(communicator, token_for(2, exp=soon(120)))
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refused token_invalid"
+    assert dict(inner.connection.claims) == claims_before
+
+    await send_text(communicator, token_for(1, exp=soon(120)))
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refreshed"
+
+
+async def test_refresh_with_the_same_id_claim_but_another_pk_is_refused(
+    configure: Configure, sockets: Sockets
+) -> None:
+    served = iter([SimpleNamespace(pk=1), SimpleNamespace(pk=7)])
+
+    async def shifting_user(claims: Any, scope: Any) -> Any:
+        return next(served)
+
+    configure(USER_RESOLVER=shifting_user)
+    inner = RefreshingApp()
+    communicator = await sockets.open(JWTAuthMiddleware(inner), token_for(1, exp=soon(60)))
+
+    await send_text(communicator, token_for(1, exp=soon(120)))
+
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refused token_invalid"
+
+
+async def test_refresh_where_only_one_user_has_a_pk_is_refused(
+    configure: Configure, sockets: Sockets
+) -> None:
+    served = iter([SimpleNamespace(pk=1), SimpleNamespace(username="no pk")])
+
+    async def losing_pk(claims: Any, scope: Any) -> Any:
+        return next(served)
+
+    configure(USER_RESOLVER=losing_pk)
+    inner = RefreshingApp()
+    communicator = await sockets.open(JWTAuthMiddleware(inner), token_for(1, exp=soon(60)))
+
+    await send_text(communicator, token_for(1, exp=soon(120)))
+
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refused token_invalid"
+
+
+async def test_refresh_of_a_token_without_a_canonical_user_id_is_refused(
+    configure: Configure, sockets: Sockets
+) -> None:
+    # The resolver let " 1" in; refresh judges the id claim itself, and it names nobody.
+    configure(USER_RESOLVER=pk_less_user)
+    inner = RefreshingApp()
+    communicator = await sockets.open(JWTAuthMiddleware(inner), token_for(" 1", exp=soon(60)))
+
+    await send_text(communicator, token_for(" 1", exp=soon(120)))
+
+    assert (await communicator.receive_output(TIMEOUT))["text"] == "refused token_invalid"
