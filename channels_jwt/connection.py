@@ -159,7 +159,10 @@ class ConnectionGuard:
         """Join the live-revocation groups when ``LIVE_REVOCATION`` is on."""
         if self.pipeline.live_revocation:
             self._subscription = LiveSubscription(self._revoked, self._layer_failed)
-            await self._subscription.join(self.user_pk, self.connection.claims)
+            # The user's group is named by the canonical USER_ID_FIELD value, the one
+            # disconnect_user() is given (a user, or that value), whatever the resolver returns.
+            user_id = self.pipeline.user_id(self.connection.claims)
+            await self._subscription.join(user_id, self.connection.claims)
 
     async def stop(self) -> None:
         """Cancel the timer and leave the groups; called when the application returns."""

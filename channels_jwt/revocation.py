@@ -34,6 +34,7 @@ from channels_jwt.live import (
     token_group,
     user_group,
 )
+from channels_jwt.users import user_id_value
 from channels_jwt.verify import TokenVerifier
 
 KEY_PREFIX = "channels_jwt:revoked:"
@@ -116,13 +117,16 @@ async def arevoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
         await channel_layer().group_send(token_group(claims), {"type": REVOKE_MESSAGE})
 
 
-async def adisconnect_user(user_id: Any) -> None:
-    """Close every live socket of the user whose pk is ``user_id``, in every process (4441).
+async def adisconnect_user(user: Any) -> None:
+    """Close every live socket of ``user`` in every process (4441).
 
-    Needs ``LIVE_REVOCATION``. It does not refuse the user's future handshakes: deactivate the
-    user, or revoke their tokens, for that.
+    ``user`` is a user (a model instance or a ``TokenUser``) or its ``USER_ID_FIELD`` value
+    (the pk by default). Needs ``LIVE_REVOCATION``. It does not refuse the user's future
+    handshakes: deactivate the user, or revoke their tokens, for that. Raises ``TypeError``
+    for anything else, and ``ValueError`` for a value no user can have.
     """
-    await channel_layer().group_send(user_group(user_id), {"type": REVOKE_MESSAGE})
+    group = user_group(user_id_value(current_config(), user))
+    await channel_layer().group_send(group, {"type": REVOKE_MESSAGE})
 
 
 def revoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
@@ -130,6 +134,6 @@ def revoke_token(claims_or_token: Mapping[str, Any] | str) -> None:
     async_to_sync(arevoke_token)(claims_or_token)
 
 
-def disconnect_user(user_id: Any) -> None:
+def disconnect_user(user: Any) -> None:
     """Synchronous :func:`adisconnect_user`, for views, management commands and tasks."""
-    async_to_sync(adisconnect_user)(user_id)
+    async_to_sync(adisconnect_user)(user)

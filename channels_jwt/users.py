@@ -208,6 +208,27 @@ def user_id_of(config: Config, claims: Mapping[str, Any]) -> Any:
     return _user_id(config, claims)[2]
 
 
+def user_id_value(config: Config, user: Any) -> Any:
+    """The canonical ``USER_ID_FIELD`` value of ``user``: a user object, or that value itself.
+
+    Raises ``TypeError`` for anything else (a user's ``str()`` is its username, which would
+    name nobody, or another user) and ``ValueError`` for a value no user can have.
+    """
+    identity = _identity(config)
+    if isinstance(user, TokenUser):
+        return user.pk
+    if isinstance(user, identity.user_model):
+        value = getattr(user, identity.field_name)
+    elif isinstance(user, int | str | uuid.UUID) and not isinstance(user, bool):
+        value = user
+    else:
+        raise TypeError(f"expected a user or its {identity.field_name}, not {type(user).__name__}")
+    try:
+        return canonical_user_id(value, identity.field)
+    except TokenInvalid as exc:
+        raise ValueError(f"{value!r} is not a {identity.field_name} a user can have") from exc
+
+
 def bound_resolver(resolver: Any, config: Config) -> Any:
     """``resolver``, or the built-in it names bound to ``config`` (no ambient lookup)."""
     if resolver is database_user:

@@ -26,6 +26,7 @@ from channels_jwt import (
     JWTAuthMiddleware,
     TokenInvalid,
     TokenMalformed,
+    adisconnect_user,
     arevoke_token,
     revoke_token,
 )
@@ -39,6 +40,7 @@ from tests.harness import (
     CLOSE_UNAVAILABLE,
     LOGGER,
     OTHER_KEY,
+    TIMEOUT,
     Configure,
     RecordingApp,
     Sockets,
@@ -420,3 +422,82 @@ async def test_simplejwt_blacklist_refuses_blacklisted_tokens(
         assert await sockets.refused(app, token) == CLOSE_REVOKED
     else:
         await sockets.open(app, token)
+
+
+# disconnect_user: a user, or its USER_ID_FIELD value, and nothing else.
+
+
+async def test_disconnect_user_takes_a_user_instance(
+    configure: Configure, sockets: Sockets, user: Any
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(user))
+
+    await adisconnect_user(user)
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+
+async def test_disconnect_user_of_a_numeric_username_reaches_that_user_only(
+    configure: Configure, sockets: Sockets, django_user_model: Any, transactional_db: None
+) -> None:
+    # str(user) is the username: "2" named the sockets of the user whose pk is 2.
+    first = await django_user_model.objects.acreate(username="first")
+    numeric = await django_user_model.objects.acreate(username=str(first.pk))
+    configure(LIVE_REVOCATION=True)
+    app = JWTAuthMiddleware(RecordingApp())
+    firsts = await sockets.open(app, token_for(first))
+    numerics = await sockets.open(app, token_for(numeric))
+
+    await adisconnect_user(numeric)
+
+    assert await numerics.receive_output(TIMEOUT) == CLOSE_REVOKED
+    assert await firsts.receive_nothing(0.2)
+
+
+async def test_disconnect_user_by_username_where_users_are_named_by_username(
+    configure: Configure, sockets: Sockets, user: Any
+) -> None:
+    configure(LIVE_REVOCATION=True, USER_ID_FIELD="username", USER_ID_CLAIM="username")
+    app = JWTAuthMiddleware(RecordingApp())
+    by_value = await sockets.open(app, hs_token(claims_for(user_id=..., username="alice")))
+    by_user = await sockets.open(app, hs_token(claims_for(user_id=..., username="alice")))
+
+    await adisconnect_user("alice")
+    assert await by_value.receive_output(TIMEOUT) == CLOSE_REVOKED
+    await adisconnect_user(user)
+    assert await by_user.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        pytest.param(None, id="none"),
+        pytest.param(True, id="bool"),
+        pytest.param(1.0, id="float"),
+        pytest.param(object(), id="object"),
+        pytest.param({"pk": 1}, id="dict"),
+    ],
+)
+async def test_disconnect_user_refuses_anything_else_with_type_error(
+    configure: Configure, given: Any
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    with pytest.raises(TypeError, match="expected a user or its id"):
+        await adisconnect_user(given)
+
+
+async def test_disconnect_user_refuses_a_value_no_user_can_have(configure: Configure) -> None:
+    configure(LIVE_REVOCATION=True)
+    with pytest.raises(ValueError, match="'alice' is not a id a user can have"):
+        await adisconnect_user("alice")
+
+
+async def test_disconnect_user_takes_a_token_user(configure: Configure, sockets: Sockets) -> None:
+    configure(LIVE_REVOCATION=True, USER_RESOLVER="channels_jwt.users.token_user")
+    inner = RecordingApp()
+    communicator = await sockets.open(JWTAuthMiddleware(inner), token_for(9))
+
+    await adisconnect_user(inner.scopes[0]["user"])
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_REVOKED
