@@ -632,15 +632,25 @@ def _rejection(settings: Settings) -> list[Message]:
 
 def _revocation(settings: Settings) -> list[Message]:
     messages: list[Message] = []
-    if settings.value("LIVE_REVOCATION") is True and not getattr(
-        django_settings, "CHANNEL_LAYERS", None
-    ):
+    layers = getattr(django_settings, "CHANNEL_LAYERS", None)
+    if settings.value("LIVE_REVOCATION") is True and not layers:
         messages.append(
             _error(
                 32,
                 "CHANNELS_JWT LIVE_REVOCATION needs a channel layer, but CHANNEL_LAYERS is empty.",
                 "Configure channels_redis (or another layer every server process shares); "
                 "the in-memory layer only reaches sockets of the same process.",
+            )
+        )
+    elif settings.value("LIVE_REVOCATION") is True and _in_memory(layers):
+        messages.append(
+            checks.Warning(
+                "CHANNELS_JWT LIVE_REVOCATION is on, but the channel layer is in memory: "
+                "disconnect_user and revoke_token reach only the sockets of the process that "
+                "calls them.",
+                hint="A view, a management command or a worker is another process, and so is "
+                "every other server process: use channels_redis (RedisChannelLayer).",
+                id="channels_jwt.W005",
             )
         )
     alias = settings.value("REVOCATION_CACHE")
@@ -653,6 +663,12 @@ def _revocation(settings: Settings) -> list[Message]:
             )
         )
     return messages
+
+
+def _in_memory(layers: Any) -> bool:
+    default = layers.get("default") if isinstance(layers, Mapping) else None
+    backend = default.get("BACKEND") if isinstance(default, Mapping) else None
+    return backend == "channels.layers.InMemoryChannelLayer"
 
 
 def _is_cache_alias(alias: Any) -> bool:

@@ -410,7 +410,6 @@ GOOD_SETTINGS = [
     pytest.param({**CLEAN, "TOKEN_TYPE_CLAIM": None, "TOKEN_TYPES": []}, id="E023-types-disabled"),
     pytest.param({**CLEAN, "ALLOW_ANONYMOUS": True}, id="E025-true"),
     pytest.param({**CLEAN, "CLOSE_ON_EXPIRY": False}, id="E025-close-on-expiry-false"),
-    pytest.param({**CLEAN, "LIVE_REVOCATION": True}, id="E032-layer-configured"),
     pytest.param({**CLEAN, "REVOCATION_CACHE": "default"}, id="E033-default-alias"),
     pytest.param({**CLEAN, "JWKS_TIMEOUT_SECONDS": timedelta(seconds=2)}, id="E030-timedelta"),
     pytest.param({**CLEAN, "JWKS_CACHE_SECONDS": 60}, id="E022-jwks-cache"),
@@ -698,6 +697,21 @@ def test_every_check_id_is_tested_here() -> None:
     own = Path(__file__).read_text()
     untested = [check_id for check_id in _emitted_ids() if not re.search(rf'[".]{check_id}"', own)]
     assert untested == []
+
+
+@override_settings(
+    CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+)
+def test_live_revocation_on_a_shared_layer_gives_no_problem() -> None:
+    assert check_problems(run_checks({**CLEAN, "LIVE_REVOCATION": True})) == []
+
+
+def test_live_revocation_on_the_in_memory_layer_is_a_warning() -> None:
+    # The test settings' layer is Channels' in-memory one.
+    messages = run_checks({**CLEAN, "LIVE_REVOCATION": True})
+    assert check_problems(messages) == ["channels_jwt.W005"]
+    assert "another process" in only_check_message(messages, "channels_jwt.W005").hint
+    assert check_problems(run_checks({**CLEAN, "LIVE_REVOCATION": False})) == []
 
 
 @override_settings(CHANNEL_LAYERS={})
