@@ -12,7 +12,7 @@ work proportional to the input, so hostile handshakes cost almost nothing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 from urllib.parse import quote, unquote, unquote_to_bytes
@@ -38,11 +38,12 @@ class ExtractionRules:
     header_scheme: str
     cookie_name: str | None
     max_token_bytes: int
-    trusted_origin: Callable[[str | None], bool]
+    #: Whether a cookie comes from a trusted page, given ``scope["scheme"]`` and the headers.
+    trusted_origin: Callable[[str | None, Headers], bool]
 
     @classmethod
     def from_config(
-        cls, config: Config, trusted_origin: Callable[[str | None], bool]
+        cls, config: Config, trusted_origin: Callable[[str | None, Headers], bool]
     ) -> ExtractionRules:
         """The rules of ``config``, with ``trusted_origin`` judging a cookie's page."""
         return cls(
@@ -57,11 +58,16 @@ class ExtractionRules:
 
 
 class CredentialParts(NamedTuple):
-    """The parts of a WebSocket scope that can carry a credential."""
+    """The parts of a WebSocket scope that can carry a credential, and its scheme.
+
+    The scheme (``scope["scheme"]``, ``None`` when absent) carries none, but a cookie's
+    ``Origin`` is judged against it. Sources change the other parts with ``_replace``.
+    """
 
     subprotocols: list[str]
     query_string: bytes
     headers: Headers
+    scheme: str | None
 
     @classmethod
     def of(cls, scope: Mapping[str, Any]) -> CredentialParts:
@@ -70,6 +76,7 @@ class CredentialParts(NamedTuple):
             list(scope.get("subprotocols") or ()),
             scope.get("query_string") or b"",
             list(scope.get("headers") or ()),
+            scope.get("scheme"),
         )
 
 
@@ -97,7 +104,11 @@ class TokenSource(ABC):
 
     @abstractmethod
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
-        """Put ``token`` into ``scope`` where a client using this source would send it."""
+        """Put ``token`` into ``scope`` where a client using this source would send it.
+
+        ``origin`` is the ``Origin`` of the page sending it, for a source a browser sends from
+        a page (the cookie); the others ignore it.
+        """
 
 
 def checked(token: str, rules: ExtractionRules) -> str:
@@ -122,7 +133,7 @@ class SubprotocolSource(TokenSource):
             raise TokenMalformed("too many subprotocols offered")
         if rules.subprotocol not in subprotocols:
             headers = _without_subprotocol_header(parts.headers, rules.subprotocol, None)
-            return None, CredentialParts(subprotocols, parts.query_string, headers)
+            return None, parts._replace(headers=headers)
         if len(set(subprotocols)) != len(subprotocols):
             raise TokenMalformed("a subprotocol offered more than once")
         marker_at = subprotocols.index(rules.subprotocol)
@@ -130,7 +141,7 @@ class SubprotocolSource(TokenSource):
         remaining = subprotocols[:marker_at] + subprotocols[marker_at + 2 :]
         token = checked(token, rules)
         headers = _without_subprotocol_header(parts.headers, rules.subprotocol, token)
-        return token, CredentialParts(remaining, parts.query_string, headers)
+        return token, parts._replace(subprotocols=remaining, headers=headers)
 
     def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
         subprotocols = list(parts.subprotocols)
@@ -140,7 +151,7 @@ class SubprotocolSource(TokenSource):
             dropped.update(subprotocols[marker_at + 1 : marker_at + 2])
             del subprotocols[marker_at : marker_at + 2]
         headers = _without_subprotocol_header(parts.headers, *dropped)
-        return CredentialParts(subprotocols, parts.query_string, headers)
+        return parts._replace(subprotocols=subprotocols, headers=headers)
 
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         scope["subprotocols"] += [rules.subprotocol, token]
@@ -201,15 +212,13 @@ class QuerySource(TokenSource):
         decoded = _form_decode(values[0])
         if not decoded.isascii():
             raise TokenMalformed("token query parameter is not ASCII")
-        return checked(decoded.decode("ascii"), rules), CredentialParts(
-            parts.subprotocols, b"&".join(kept), parts.headers
-        )
+        return checked(decoded.decode("ascii"), rules), parts._replace(query_string=b"&".join(kept))
 
     def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
         values, kept = _query_fields(parts.query_string.split(b"&"), rules.query_param)
         if not values:
             return parts
-        return CredentialParts(parts.subprotocols, b"&".join(kept), parts.headers)
+        return parts._replace(query_string=b"&".join(kept))
 
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         field = f"{rules.query_param}={quote(token)}".encode()
@@ -248,13 +257,11 @@ class HeaderSource(TokenSource):
             return None, parts
         if len(tokens) > 1:
             raise TokenMalformed("more than one Authorization header")
-        return checked(tokens[0], rules), CredentialParts(
-            parts.subprotocols, parts.query_string, kept
-        )
+        return checked(tokens[0], rules), parts._replace(headers=kept)
 
     def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
         tokens, kept = _bearer_headers(parts.headers, rules.header_scheme)
-        return CredentialParts(parts.subprotocols, parts.query_string, kept) if tokens else parts
+        return parts._replace(headers=kept) if tokens else parts
 
     def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
         scope["headers"].append((b"authorization", f"{rules.header_scheme} {token}".encode()))
@@ -276,7 +283,11 @@ def _bearer_headers(headers: Headers, scheme: str) -> tuple[list[str], Headers]:
 
 
 class CookieSource(TokenSource):
-    """The ``COOKIE_NAME`` cookie, counted only when the page's ``Origin`` is trusted."""
+    """The ``COOKIE_NAME`` cookie, counted only when the page's ``Origin`` is trusted.
+
+    ``rules.trusted_origin`` judges the handshake's scheme and headers (``Host``, ``Origin``);
+    an untrusted cookie counts as absent, and is removed all the same.
+    """
 
     name = "cookie"
 
@@ -286,7 +297,7 @@ class CookieSource(TokenSource):
         values, without = _cookies(parts, rules.cookie_name)
         if not values:
             return None, parts
-        if not rules.trusted_origin(_origin(parts.headers)):
+        if not rules.trusted_origin(without.scheme, without.headers):
             return None, without
         if len(values) > 1:
             raise TokenMalformed("token cookie repeated")
@@ -321,14 +332,7 @@ def _cookies(parts: CredentialParts, cookie_name: str | None) -> tuple[list[str]
             kept.append((name, "; ".join(remaining).encode("latin-1")))
     if not values:
         return [], parts
-    return values, CredentialParts(parts.subprotocols, parts.query_string, kept)
-
-
-def _origin(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
-    for name, value in headers:
-        if name.lower() == b"origin":
-            return value.decode("latin-1")
-    return None
+    return values, parts._replace(headers=kept)
 
 
 #: Every source by its ``TOKEN_SOURCES`` name.

@@ -14,11 +14,15 @@ from typing import Any, Literal
 from channels.testing import WebsocketCommunicator
 
 from channels_jwt.config import current_config
-from channels_jwt.origins import is_trusted_origin
+from channels_jwt.origins import is_trusted_origin, origin_of
 from channels_jwt.sources import BY_NAME, ExtractionRules
 from channels_jwt.tokens import issue_token
 
 Transport = Literal["subprotocol", "query", "header", "cookie"]
+
+#: The ``Host`` the cookie transport sends when ``headers`` has none: the name Django's test
+#: client uses, which Django's test environment adds to ``ALLOWED_HOSTS``.
+TEST_HOST = "testserver"
 
 
 def make_token(user: Any, **claims: Any) -> str:
@@ -33,6 +37,11 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
     after any ``subprotocols`` you pass), ``"query"`` (``?QUERY_PARAM=token``), ``"header"``
     (``Authorization: HEADER_SCHEME token``) or ``"cookie"`` (``COOKIE_NAME=token`` with an
     ``Origin`` of ``origin``). With ``token=None`` nothing is added.
+
+    A cookie counts only from the request's own origin, so the cookie transport also sends
+    ``Host: testserver`` unless ``headers`` has a ``Host``, and ``origin`` defaults to that
+    host's own origin (``http://testserver``). Pass ``origin`` to play a page elsewhere
+    (``"https://evil.example"``, or the same host on another port).
     """
 
     def __init__(
@@ -44,7 +53,7 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         *,
         headers: list[tuple[bytes, bytes]] | None = None,
         subprotocols: list[str] | None = None,
-        origin: str = "http://localhost",
+        origin: str | None = None,
     ) -> None:
         super().__init__(
             application, path, headers=list(headers or []), subprotocols=list(subprotocols or [])
@@ -52,12 +61,25 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         if token is not None:
             self._present(token, transport, origin)
 
-    def _present(self, token: str, transport: str, origin: str) -> None:
+    def _present(self, token: str, transport: str, origin: str | None) -> None:
         source = BY_NAME.get(transport)
         if source is None:
             raise ValueError(f"unknown transport {transport!r}")
         rules = ExtractionRules.from_config(current_config(), is_trusted_origin)
-        source.present(self.scope, token, rules, origin)
+        if transport == "cookie":
+            origin = self._page_origin(origin)
+        source.present(self.scope, token, rules, origin or "")
+
+    def _page_origin(self, origin: str | None) -> str:
+        """``origin``, else the request's own; a ``Host`` header is added if there is none."""
+        headers = self.scope["headers"]
+        hosts = [value for name, value in headers if name.lower() == b"host"]
+        if not hosts:
+            hosts.append(TEST_HOST.encode())
+            headers.append((b"host", hosts[0]))
+        if origin is not None:
+            return origin
+        return origin_of(self.scope.get("scheme"), hosts[0].decode("latin-1")) or "null"
 
     async def connect(self, timeout: float = 1) -> tuple[bool, Any]:
         """Connect; ``(True, subprotocol)`` if accepted, ``(False, close_code)`` if refused.

@@ -5,11 +5,12 @@ functions, so a seed means exactly what it was written from. Both formats are li
 field-oriented rather than a stream of integers, so libFuzzer's byte mutations (insert,
 erase, copy a part, cross two inputs over) produce structurally plausible handshakes.
 
-Extraction input: one flags byte, then lines separated by ``\\n``, each starting with a kind
-byte: ``q`` the query string, ``s`` a ``Sec-WebSocket-Protocol`` header, ``a`` an
-``Authorization`` header, ``c`` a ``Cookie`` header, ``o`` an ``Origin`` header, ``h`` any
-header as ``name:value``, ``p`` a raw entry of the scope's ``subprotocols`` list (used only
-when the flags ask for a scope no server would build).
+Extraction input: one flags byte (source order, cookie name, raw scope, header scheme, token
+cap, and ``wss`` instead of ``ws`` as the scope's scheme), then lines separated by ``\\n``,
+each starting with a kind byte: ``q`` the query string, ``s`` a ``Sec-WebSocket-Protocol``
+header, ``a`` an ``Authorization`` header, ``c`` a ``Cookie`` header, ``o`` an ``Origin``
+header, ``h`` any header as ``name:value``, ``p`` a raw entry of the scope's
+``subprotocols`` list (used only when the flags ask for a scope no server would build).
 
 Verification input: a configuration byte, a mode byte, then either the token itself
 (mode even) or a header and a payload JSON separated by NUL (mode odd), which the target
@@ -35,6 +36,7 @@ FLAG_COOKIE_NAME = 0x08
 FLAG_RAW_SCOPE = 0x10
 FLAG_OTHER_SCHEME = 0x20
 FLAG_SMALL_MAX = 0x40
+FLAG_SECURE_SCHEME = 0x80
 
 _HEADER_KINDS = {
     b"s": b"sec-websocket-protocol",
@@ -57,6 +59,11 @@ class Handshake:
     def sources(self) -> tuple[str, ...]:
         """The ``TOKEN_SOURCES`` order the flags select."""
         return SOURCE_ORDERS[self.flags & 0x07]
+
+    @property
+    def scheme(self) -> str:
+        """``scope["scheme"]``: ``"wss"`` or ``"ws"``, as the flags say."""
+        return "wss" if self.flags & FLAG_SECURE_SCHEME else "ws"
 
     @property
     def raw_scope(self) -> bool:

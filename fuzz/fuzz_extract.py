@@ -78,6 +78,7 @@ def scope_for(handshake: Handshake) -> dict[str, object]:
         subprotocols = server_subprotocols(headers)
     return {
         "type": "websocket",
+        "scheme": handshake.scheme,
         "path": "/ws/fuzz/",
         "query_string": handshake.query_string,
         "headers": headers,

@@ -38,7 +38,8 @@ if not django_settings.configured:
     django_settings.configure(
         SECRET_KEY="fuzz-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyzABCDEFG",  # noqa: S106
         DEBUG=False,
-        # The cookie source trusts an Origin on these hosts (and CSRF_TRUSTED_ORIGINS).
+        # The cookie source trusts the request's own origin when its Host is one of these
+        # (and the origins of CSRF_TRUSTED_ORIGINS).
         ALLOWED_HOSTS=["chat.example.com", ".example.net"],
         CSRF_TRUSTED_ORIGINS=["https://*.example.org"],
         USE_TZ=True,

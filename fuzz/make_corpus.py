@@ -11,7 +11,8 @@ segments reordered, the JSON re-encoded, claims changed without re-signing, ``al
 the public key used as an HMAC secret, mistyped and missing claims, duplicate keys,
 unsupported header parameters, unknown ``kid`` and padding. Extraction seeds: a token in
 each source, in several at once, repeated, encoded, oversized, non-ASCII, and the cookie
-with trusted and foreign origins.
+from the request's own origin (``ws`` and ``wss``), a CSRF-trusted one and foreign ones
+(another port, a sibling host, another site).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from fuzz.formats import (
     FLAG_COOKIE_NAME,
     FLAG_OTHER_SCHEME,
     FLAG_RAW_SCOPE,
+    FLAG_SECURE_SCHEME,
     FLAG_SMALL_MAX,
     SOURCE_ORDERS,
     Handshake,
@@ -223,8 +225,9 @@ def extraction_seeds() -> Iterator[bytes]:
             headers=[(b"authorization", b"bearer " + raw), (b"authorization", b"Bearer x")],
         ),
         Handshake(
-            cookie,
+            cookie | FLAG_SECURE_SCHEME,
             headers=[
+                (b"host", b"chat.example.com"),
                 (b"origin", b"https://chat.example.com"),
                 (b"cookie", b"a=1; jwt=" + raw + b"; b=2"),
             ],
@@ -232,6 +235,23 @@ def extraction_seeds() -> Iterator[bytes]:
         Handshake(
             cookie,
             headers=[
+                (b"host", b"chat.example.com:8000"),
+                (b"origin", b"http://chat.example.com:8000"),
+                (b"cookie", b"jwt=" + raw),
+            ],
+        ),
+        Handshake(
+            cookie,
+            headers=[
+                (b"host", b"a.example.net"),
+                (b"origin", b"http://b.example.net"),
+                (b"cookie", b"jwt=" + raw),
+            ],
+        ),
+        Handshake(
+            cookie,
+            headers=[
+                (b"host", b"chat.example.com"),
                 (b"origin", b"https://evil.example.com"),
                 (b"cookie", b'jwt="' + raw + b'"'),
             ],

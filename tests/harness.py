@@ -210,9 +210,9 @@ TRUSTED_ORIGIN = "https://example.com"
 Headers = list[tuple[bytes, bytes]]
 
 
-def trusted_origin(origin: str | None) -> bool:
-    """Only ``https://example.com`` is this site."""
-    return origin == TRUSTED_ORIGIN
+def trusted_origin(scheme: str | None, headers: Headers) -> bool:
+    """Only a page at ``https://example.com`` is this site (whatever the scheme and ``Host``)."""
+    return (b"origin", TRUSTED_ORIGIN.encode()) in headers
 
 
 EXTRACTION_RULES = ExtractionRules(

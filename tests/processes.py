@@ -44,10 +44,12 @@ class ServerProcess:
     name: str
     port: int
     log_path: Path
+    #: Whether it serves TLS (``wss://``).
+    secure: bool = False
 
     def url(self, path: str) -> str:
-        """The ``ws://`` URL of ``path`` (which starts with ``/``) on this server."""
-        return f"ws://127.0.0.1:{self.port}{path}"
+        """The ``ws://`` (``wss://``) URL of ``path`` (which starts with ``/``) on this server."""
+        return f"{'wss' if self.secure else 'ws'}://127.0.0.1:{self.port}{path}"
 
     def log(self) -> str:
         """Everything the server has written to stdout and stderr so far."""

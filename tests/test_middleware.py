@@ -126,12 +126,17 @@ def presented(source: str, token: str) -> Presented:
         path=PATH,
         subprotocols=[],
         headers=[
+            (b"host", b"localhost"),
             (b"origin", b"http://localhost"),
             (b"cookie", f"theme=dark; jwt={token}; lang=en".encode()),
         ],
         inner_subprotocols=[],
         inner_query_string=b"",
-        inner_headers=[(b"origin", b"http://localhost"), (b"cookie", b"theme=dark; lang=en")],
+        inner_headers=[
+            (b"host", b"localhost"),
+            (b"origin", b"http://localhost"),
+            (b"cookie", b"theme=dark; lang=en"),
+        ],
         accepted_subprotocol=None,
     )
 

@@ -12,7 +12,10 @@ from tests.harness import (
     OTHER_TOKEN,
     TOKEN,
     TRUSTED_ORIGIN,
+    Headers,
     extract,
+    extraction_rules,
+    make_scope,
 )
 
 # --- subprotocol -------------------------------------------------------------------------
@@ -330,25 +333,38 @@ def test_cookie_header_holding_only_the_token_is_dropped() -> None:
     assert result.headers == [(b"origin", TRUSTED_ORIGIN.encode())]
 
 
-def test_cookie_origin_is_passed_to_trusted_origin() -> None:
-    seen: list[str | None] = []
+def test_cookie_is_judged_by_the_scope_scheme_and_the_headers_without_it() -> None:
+    seen: list[tuple[str | None, Headers]] = []
 
-    def record(origin: str | None) -> bool:
-        seen.append(origin)
+    def record(scheme: str | None, headers: Headers) -> bool:
+        seen.append((scheme, headers))
         return True
 
-    extract(
-        headers=[(b"cookie", f"jwt={TOKEN}".encode()), (b"origin", b"https://a.example")],
-        trusted_origin=record,
-    )
-    assert seen == ["https://a.example"]
+    headers = [
+        (b"host", b"a.example:8443"),
+        (b"cookie", f"theme=dark; jwt={TOKEN}".encode()),
+        (b"origin", b"https://a.example:8443"),
+    ]
+    scope = {**make_scope(headers=headers), "scheme": "wss"}
+    result = extract_token(scope, extraction_rules(trusted_origin=record))
+    assert result.token == TOKEN
+    assert seen == [
+        (
+            "wss",
+            [
+                (b"host", b"a.example:8443"),
+                (b"cookie", b"theme=dark"),
+                (b"origin", b"https://a.example:8443"),
+            ],
+        )
+    ]
 
 
-def test_cookie_without_origin_header_asks_about_none() -> None:
+def test_cookie_in_a_scope_without_scheme_is_judged_with_none() -> None:
     seen: list[str | None] = []
 
-    def record(origin: str | None) -> bool:
-        seen.append(origin)
+    def record(scheme: str | None, headers: Headers) -> bool:
+        seen.append(scheme)
         return False
 
     result = extract(headers=[(b"cookie", f"jwt={TOKEN}".encode())], trusted_origin=record)

@@ -160,6 +160,65 @@ async def test_communicator_cookie_carries_the_origin(
     assert await communicator.connect() == (False, 4401)
 
 
+async def test_communicator_cookie_comes_from_the_test_servers_own_origin(
+    user: Any, inner: RecordingApp, all_sources: None
+) -> None:
+    communicator = JWTWebsocketCommunicator(
+        JWTAuthMiddleware(inner), "/ws/", token=make_token(user), transport="cookie"
+    )
+    assert await communicator.connect() == (True, None)
+    assert inner.scopes[0]["headers"] == [
+        (b"host", b"testserver"),
+        (b"origin", b"http://testserver"),
+    ]
+    await communicator.disconnect()
+
+
+async def test_communicator_cookie_origin_follows_a_given_host(
+    user: Any, inner: RecordingApp, all_sources: None
+) -> None:
+    communicator = JWTWebsocketCommunicator(
+        JWTAuthMiddleware(inner),
+        "/ws/",
+        token=make_token(user),
+        transport="cookie",
+        headers=[(b"host", b"localhost:8000")],
+    )
+    assert await communicator.connect() == (True, None)
+    assert inner.scopes[0]["headers"] == [
+        (b"host", b"localhost:8000"),
+        (b"origin", b"http://localhost:8000"),
+    ]
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("headers", "origin"),
+    [
+        pytest.param([], "http://testserver:8000", id="other-port"),
+        pytest.param([], "https://testserver", id="other-scheme"),
+        pytest.param([], "http://localhost", id="other-allowed-host"),
+        pytest.param([(b"host", b"test server")], None, id="malformed-host"),
+    ],
+)
+async def test_communicator_cookie_from_another_origin_is_refused(
+    headers: list[tuple[bytes, bytes]],
+    origin: str | None,
+    user: Any,
+    inner: RecordingApp,
+    all_sources: None,
+) -> None:
+    communicator = JWTWebsocketCommunicator(
+        JWTAuthMiddleware(inner),
+        "/ws/",
+        token=make_token(user),
+        transport="cookie",
+        headers=headers,
+        origin=origin,
+    )
+    assert await communicator.connect() == (False, 4401)
+
+
 async def test_communicator_without_token_adds_nothing(inner: RecordingApp) -> None:
     communicator = JWTWebsocketCommunicator(
         JWTAuthMiddleware(inner, settings={"ALLOW_ANONYMOUS": True}), "/ws/"

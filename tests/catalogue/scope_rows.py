@@ -104,6 +104,29 @@ def unused_copy_attempt(header: Callable[[str], tuple[bytes, bytes]]) -> Callabl
     return build
 
 
+COOKIE_SOURCE = {"TOKEN_SOURCES": ["cookie"], "COOKIE_NAME": "jwt"}
+
+
+def cookie_attempt(
+    origin: bytes | None, *, scheme: str = "ws", host: bytes | None = b"testserver"
+) -> Callable[[Kit], Attempt]:
+    """The token cookie sent from a page at ``origin`` to ``host`` over ``scheme`` (X23).
+
+    The site is the test settings' (``ALLOWED_HOSTS``: testserver, localhost, 127.0.0.1).
+    """
+
+    def build(kit: Kit) -> Attempt:
+        token = kit.hs()
+        scope = ws_scope(headers=[(b"cookie", b"theme=dark; jwt=" + token.encode())])
+        scope["scheme"] = scheme
+        scope["headers"] = [(name, value) for name, value in scope["headers"] if name != b"host"]
+        scope["headers"] += [(b"host", host)] if host is not None else []
+        scope["headers"] += [(b"origin", origin)] if origin is not None else []
+        return Attempt(scope, (token,), "cookie")
+
+    return build
+
+
 def daphne_encoded_subprotocol(kit: Kit) -> Attempt:
     """The token offered percent-encoded: daphne decodes ``subprotocols``, not the header (X22)."""
     token = kit.hs()
@@ -232,6 +255,43 @@ SCOPE_ROWS: list[ScopeRow] = [
     ScopeRow("X20-marker-without-token", without_token(subprotocols=[MARKER]), MISSING),
     ScopeRow("X20-marker-with-empty-token", without_token(subprotocols=[MARKER, ""]), MISSING),
     ScopeRow("X20-marker-last", without_token(subprotocols=["chat", MARKER]), MISSING),
+    ScopeRow(
+        "X23-cookie-from-another-port",
+        cookie_attempt(b"http://testserver:8000"),
+        MISSING,
+        settings=COOKIE_SOURCE,
+    ),
+    ScopeRow(
+        "X23-cookie-from-plain-http-page-over-wss",
+        cookie_attempt(b"http://testserver", scheme="wss"),
+        MISSING,
+        settings=COOKIE_SOURCE,
+    ),
+    ScopeRow(
+        "X23-cookie-from-another-allowed-host",
+        cookie_attempt(b"http://localhost"),
+        MISSING,
+        settings=COOKIE_SOURCE,
+    ),
+    ScopeRow(
+        "X23-cookie-to-a-host-not-allowed",
+        cookie_attempt(b"http://evil.test", host=b"evil.test"),
+        MISSING,
+        settings=COOKIE_SOURCE,
+    ),
+    ScopeRow(
+        "X23-cookie-without-host-header",
+        cookie_attempt(b"http://testserver", host=None),
+        MISSING,
+        settings=COOKIE_SOURCE,
+    ),
+    ScopeRow(
+        "X23-cookie-without-origin-header",
+        cookie_attempt(None),
+        MISSING,
+        settings=COOKIE_SOURCE,
+    ),
+    ScopeRow("X23-cookie-null-origin", cookie_attempt(b"null"), MISSING, settings=COOKIE_SOURCE),
     # S rows that need raw query-string bytes
     ScopeRow(
         "S06-bearer-percent-20-prefix",
@@ -297,4 +357,16 @@ ACCEPTED_SCOPE_ROWS: list[ScopeRow] = [
         settings={"COOKIE_NAME": "jwt"},
     ),
     ScopeRow("X22-daphne-percent-encoded-subprotocol", daphne_encoded_subprotocol, ACCEPT),
+    ScopeRow(
+        "X23-cookie-from-own-origin",
+        cookie_attempt(b"http://testserver"),
+        ACCEPT,
+        settings=COOKIE_SOURCE,
+    ),
+    ScopeRow(
+        "X23-cookie-from-own-origin-over-wss-default-port",
+        cookie_attempt(b"https://testserver", scheme="wss", host=b"testserver:443"),
+        ACCEPT,
+        settings=COOKIE_SOURCE,
+    ),
 ]

@@ -8,6 +8,7 @@ the log):
 - ``/ws/deny-down/``: the same, with a user lookup that always fails (4503, so HTTP 503);
 - ``/ws/revocable/``: close mode with a ``REVOCATION_CHECK`` that calls every token whose
   ``jti`` starts with :data:`REVOKED_JTI_PREFIX` revoked (4441);
+- ``/ws/cookie/``: close mode with the cookie (:data:`COOKIE_NAME`) as the only source;
 - ``/ws/refuse/``: no authentication; the consumer closes *before* accepting, which is what
   every server turns into a plain HTTP refusal.
 
@@ -34,6 +35,8 @@ from channels_jwt import JWTAuthMiddleware, JWTAuthMiddlewareStack  # noqa: E402
 
 #: A token whose ``jti`` starts with this is revoked on ``/ws/revocable/``.
 REVOKED_JTI_PREFIX = "revoked-"
+#: The cookie ``/ws/cookie/`` takes its token from.
+COOKIE_NAME = "jwt"
 
 
 class ScopeEchoConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
@@ -58,6 +61,7 @@ class ScopeEchoConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
                     {key: value for key, value in self.scope.items() if key not in {"user", "jwt"}}
                 ),
                 # What the server itself put in the scope.
+                "scheme": self.scope.get("scheme"),
                 "extensions": sorted(self.scope.get("extensions") or {}),
                 "client_port_type": type(self.scope["client"][1]).__name__,
             }
@@ -96,6 +100,9 @@ application = ProtocolTypeRouter(
                 ),
                 re_path(r"^ws/deny/", authenticated(REJECT_MODE="deny")),
                 re_path(r"^ws/revocable/", authenticated(REVOCATION_CHECK=revoked_by_prefix)),
+                re_path(
+                    r"^ws/cookie/", authenticated(TOKEN_SOURCES=["cookie"], COOKIE_NAME=COOKIE_NAME)
+                ),
                 re_path(r"^ws/refuse/", RefusingConsumer.as_asgi()),
                 re_path(r"^ws/echo/", JWTAuthMiddlewareStack(ScopeEchoConsumer.as_asgi())),
             ]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.jwks_server import Certificate
 from tests.live.server_settings import LIVE_DIR_ENV
 from tests.live.servers import DEFAULT_APPLICATION, SERVERS, server_command
 from tests.processes import ServerProcess, create_users, free_port, stop, wait_until_listening
@@ -52,18 +53,27 @@ def server_environment(live_dir: Path) -> dict[str, str]:
 
 @contextmanager
 def running_server(
-    name: str, live_dir: Path, application: str = APPLICATION, options: tuple[str, ...] = ()
+    name: str,
+    live_dir: Path,
+    application: str = APPLICATION,
+    options: tuple[str, ...] = (),
+    tls: Certificate | None = None,
 ) -> Iterator[LiveServer]:
     """Start server ``name`` on a free port, wait until it listens, stop it afterwards.
 
-    ``options`` go to the server's command line (and name its log file).
+    ``options`` go to the server's command line (and name its log file); with ``tls`` it
+    serves ``wss://`` with that certificate.
     """
     port = free_port()
-    label = "-".join([name, application.replace(":", "-"), *(o.strip("-") for o in options)])
+    secure = ["tls"] if tls else []
+    label = "-".join(
+        [name, application.replace(":", "-"), *(o.strip("-") for o in options), *secure]
+    )
+    files = (tls.certificate_file, tls.key_file) if tls else None
     log_path = live_dir / f"{label.replace('/', '_')}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [*server_command(name, port, application), *options],
+            [*server_command(name, port, application, files), *options],
             cwd=REPO_ROOT,
             env=server_environment(live_dir),
             stdin=subprocess.DEVNULL,
@@ -74,7 +84,7 @@ def running_server(
         )
     try:
         wait_until_listening(process, port, log_path)
-        yield LiveServer(name=name, port=port, log_path=log_path)
+        yield LiveServer(name=name, port=port, log_path=log_path, secure=tls is not None)
     finally:
         stop(process)
 
@@ -105,4 +115,16 @@ def asgi_server(
 ) -> Iterator[LiveServer]:
     """Each server of :data:`SERVERS` serving ``tests.live.asgi_app``, once per session."""
     with running_server(request.param, live_dir) as server:
+        yield server
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def tls_server(
+    request: pytest.FixtureRequest,
+    live_dir: Path,
+    live_users: LiveUsers,
+    loopback_certificate: Certificate,
+) -> Iterator[LiveServer]:
+    """Each server of :data:`SERVERS` serving ``tests.live.asgi_app`` over TLS (``wss://``)."""
+    with running_server(request.param, live_dir, tls=loopback_certificate) as server:
         yield server

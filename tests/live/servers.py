@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 
 #: Every server the live tests run, in the order the test ids show them.
 SERVERS = ("uvicorn", "daphne", "hypercorn", "granian")
@@ -20,27 +21,40 @@ DEFAULT_APPLICATION = "tests.live.asgi_app:application"
 GRANIAN_DEFAULT_INTERFACE = "granian-default-interface"
 
 
-def server_command(name: str, port: int, application: str = DEFAULT_APPLICATION) -> list[str]:
+def server_command(
+    name: str,
+    port: int,
+    application: str = DEFAULT_APPLICATION,
+    tls: tuple[Path, Path] | None = None,
+) -> list[str]:
     """The command line that starts server ``name`` serving ``application`` on ``port``.
 
     One process per server where the server allows it. Access logs are on for every server
     (uvicorn and daphne log accesses by default; hypercorn and granian need a flag), so the
-    tests see what an operator's logs would hold.
+    tests see what an operator's logs would hold. ``tls`` (a certificate file and its key
+    file) serves TLS on ``port`` instead of plain TCP.
     """
     python = [sys.executable, "-m"]
+    certificate, key = tls or (None, None)
     if name == "uvicorn":
-        return [*python, "uvicorn", application, "--host", "127.0.0.1", "--port", str(port)]
+        secure = ["--ssl-certfile", str(certificate), "--ssl-keyfile", str(key)] if tls else []
+        bind = ["--host", "127.0.0.1", "--port", str(port)]
+        return [*python, "uvicorn", application, *bind, *secure]
     if name == "daphne":
-        return [*python, "daphne", "-b", "127.0.0.1", "-p", str(port), application]
+        endpoint = f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={certificate}"
+        bind = ["-e", endpoint] if tls else ["-b", "127.0.0.1", "-p", str(port)]
+        return [*python, "daphne", *bind, application]
     if name == "hypercorn":
         # Without ``--access-logfile`` hypercorn logs no request at all.
-        bind = f"127.0.0.1:{port}"
-        return [*python, "hypercorn", "--bind", bind, "--access-logfile", "-", application]
+        bind = ["--bind", f"127.0.0.1:{port}"]
+        secure = ["--certfile", str(certificate), "--keyfile", str(key)] if tls else []
+        return [*python, "hypercorn", *bind, *secure, "--access-logfile", "-", application]
     if name in {"granian", GRANIAN_DEFAULT_INTERFACE}:
         # granian's default interface is RSGI, its own protocol: ASGI must be asked for.
         interface = ["--interface", "asgi"] if name == "granian" else []
         bind = ["--host", "127.0.0.1", "--port", str(port)]
-        return [*python, "granian", *interface, *bind, "--access-log", application]
+        secure = ["--ssl-certificate", str(certificate), "--ssl-keyfile", str(key)] if tls else []
+        return [*python, "granian", *interface, *bind, *secure, "--access-log", application]
     raise ValueError(f"unknown server {name!r}; expected one of {SERVERS}")
 
 
@@ -72,6 +86,14 @@ class ServerBehaviour:
     #: What it logs at start-up about Channels' ``ProtocolTypeRouter``, which refuses the
     #: ASGI ``lifespan`` scope (``None``: it sends no lifespan scope, and logs nothing).
     lifespan_log_line: str | None
+    #: ``scope["scheme"]`` of a WebSocket over plain TCP, and over TLS (``None``: no
+    #: ``"scheme"`` key; the ASGI specification then means ``"ws"``). A cookie's ``Origin`` is
+    #: judged against it: ``https`` pages match only ``"wss"``.
+    websocket_scheme: str | None
+    tls_websocket_scheme: str | None
+    #: Whether ``X-Forwarded-Proto: https`` from a loopback client (a proxy that terminates
+    #: TLS) makes ``scope["scheme"]`` ``"wss"``, with the server's default options.
+    takes_forwarded_proto: bool
     #: The ERROR line it logs after a denial response although the client got the right
     #: status (a server bug), or ``None`` when it logs no error.
     denial_error_line: str | None = None
@@ -102,6 +124,9 @@ BEHAVIOUR = {
         handshake_log_line='"WebSocket {path}',
         denial_log_line='"WebSocket {path}" 401',
         lifespan_log_line="INFO:     ASGI 'lifespan' protocol appears unsupported.",
+        websocket_scheme="ws",
+        tls_websocket_scheme="wss",
+        takes_forwarded_proto=True,
         denial_error_line=_UVICORN_DENIAL_ERROR,
     ),
     # daphne drops close reasons, has no denial-response extension (a close before accept is
@@ -116,6 +141,9 @@ BEHAVIOUR = {
         handshake_log_line='"WSCONNECTING {path}"',
         denial_log_line='"WSREJECT {path}"',
         lifespan_log_line=None,
+        websocket_scheme=None,
+        tls_websocket_scheme=None,
+        takes_forwarded_proto=False,
     ),
     # hypercorn's access log (off unless ``--access-logfile``) shows ``"GET /path 1.1"``: its
     # default format has the path only (its ``%(R)s``, ``%(Uq)s`` and ``%(q)s`` atoms, and the
@@ -132,6 +160,9 @@ BEHAVIOUR = {
         lifespan_log_line=(
             "[WARNING] ASGI Framework Lifespan error, continuing without Lifespan support"
         ),
+        websocket_scheme="ws",
+        tls_websocket_scheme="wss",
+        takes_forwarded_proto=False,
     ),
     # granian (``--interface asgi``) gives the client port as a string, and its denial
     # response keeps the upgrade headers. Its access log (``--access-log``) shows the path
@@ -147,5 +178,8 @@ BEHAVIOUR = {
         # The same line as for an upgrade: granian's access log says 101 for a refusal too.
         denial_log_line='"- {path} HTTP/1.1" 101',
         lifespan_log_line="[WARNING] ASGI Lifespan errored, continuing without Lifespan support",
+        websocket_scheme="ws",
+        tls_websocket_scheme="wss",
+        takes_forwarded_proto=False,
     ),
 }

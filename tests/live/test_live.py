@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import uuid
 from functools import partial
 from pathlib import Path
@@ -19,10 +20,12 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Close
+from websockets.typing import Origin, Subprotocol
 
 from tests import harness
 from tests.harness import MARKER, log_containing, tagged
-from tests.live.asgi_app import REVOKED_JTI_PREFIX
+from tests.jwks_server import Certificate
+from tests.live.asgi_app import COOKIE_NAME, REVOKED_JTI_PREFIX
 from tests.live.conftest import LiveServer, LiveUsers, running_server
 from tests.live.server_settings import SIGNING_KEY
 from tests.live.servers import BEHAVIOUR, GRANIAN_DEFAULT_INTERFACE
@@ -61,7 +64,7 @@ def handed_over(frame: dict[str, Any]) -> dict[str, Any]:
     return {
         name: value
         for name, value in frame.items()
-        if name not in {"extensions", "client_port_type", "scope_text"}
+        if name not in {"scheme", "extensions", "client_port_type", "scope_text"}
     }
 
 
@@ -180,6 +183,146 @@ async def test_a_second_copy_the_middleware_did_not_use_is_not_in_the_scope(
     assert (frame["source"], frame["query_string"]) == ("query", "room=7")
     assert not holds_part_of(frame["scope_text"], token)
     assert "x-kept" in frame["scope_text"]
+
+
+# A cookie counts only from the request's own origin (scheme, host and port).
+
+
+def client_tls(certificate: Certificate) -> ssl.SSLContext:
+    """A client TLS context that trusts the servers' self-signed certificate."""
+    return ssl.create_default_context(cafile=str(certificate.certificate_file))
+
+
+def closed_for_python_3_10(ws: ClientConnection) -> None:
+    """Close the transport of a finished connection, which Python 3.10 may leave open.
+
+    Its asyncio never marks a TLS transport closed when the server closed the TCP connection
+    first (daphne and granian do), so collecting it warns (``ResourceWarning``); 3.11 and
+    later do.
+    """
+    ws.transport.close()
+
+
+async def cookie_outcome(
+    server: LiveServer,
+    token: str,
+    origin: str,
+    *,
+    headers: dict[str, str] | None = None,
+    ssl: ssl.SSLContext | None = None,
+) -> str | int:
+    """A browser-like handshake to ``/ws/cookie/``: the token cookie, sent from ``origin``.
+
+    ``websockets`` sends ``Host: 127.0.0.1:<port>``, as a browser would for this URL. The
+    source the application was handed on success, else the close code; the token must not be
+    in the scope in either case.
+    """
+    client = connect(
+        server.url("/ws/cookie/"),
+        origin=Origin(origin),
+        additional_headers={"Cookie": f"theme=dark; {COOKIE_NAME}={token}", **(headers or {})},
+        ssl=ssl,
+        open_timeout=TIMEOUT,
+        close_timeout=TIMEOUT,
+    )
+    async with client as ws:
+        try:
+            frame = await receive_json(ws)
+        except ConnectionClosed as closed:
+            close = closed.rcvd
+        else:
+            close = None
+    closed_for_python_3_10(ws)
+    if close is not None:
+        expected = "token_missing" if BEHAVIOUR[server.name].passes_close_reasons else ""
+        assert close.reason == expected
+        return close.code
+    assert frame["user"]["username"] == "carol-live"
+    assert "theme=dark" in frame["scope_text"]
+    assert not holds_part_of(frame["scope_text"], token)
+    return str(frame["source"])
+
+
+async def test_cookie_from_the_servers_own_origin_authenticates(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    token = token_for(live_users.active)
+
+    outcome = await cookie_outcome(asgi_server, token, f"http://127.0.0.1:{asgi_server.port}")
+
+    assert outcome == "cookie"
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        pytest.param("http://127.0.0.1:{other_port}", id="other-port"),
+        pytest.param("https://127.0.0.1:{port}", id="https-page"),
+        pytest.param("http://localhost:{port}", id="other-allowed-host"),
+    ],
+)
+async def test_cookie_from_another_origin_is_treated_as_absent(
+    asgi_server: LiveServer, live_users: LiveUsers, origin: str
+) -> None:
+    page = origin.format(port=asgi_server.port, other_port=asgi_server.port + 1)
+
+    outcome = await cookie_outcome(asgi_server, token_for(live_users.active), page)
+
+    assert outcome == 4401
+
+
+async def test_scope_scheme_is_the_servers(asgi_server: LiveServer, live_users: LiveUsers) -> None:
+    async with open_connection(
+        asgi_server, "/ws/echo/", [MARKER, token_for(live_users.active)]
+    ) as ws:
+        frame = await receive_json(ws)
+
+    assert frame["scheme"] == BEHAVIOUR[asgi_server.name].websocket_scheme
+
+
+async def test_scope_scheme_over_tls_is_the_servers(
+    tls_server: LiveServer, live_users: LiveUsers, loopback_certificate: Certificate
+) -> None:
+    client = connect(
+        tls_server.url("/ws/echo/"),
+        subprotocols=[Subprotocol(MARKER), Subprotocol(token_for(live_users.active))],
+        ssl=client_tls(loopback_certificate),
+        open_timeout=TIMEOUT,
+        close_timeout=TIMEOUT,
+    )
+    async with client as ws:
+        frame = await receive_json(ws)
+    closed_for_python_3_10(ws)
+
+    assert frame["scheme"] == BEHAVIOUR[tls_server.name].tls_websocket_scheme
+
+
+@pytest.mark.parametrize("page_scheme", ["https", "http"])
+async def test_cookie_over_tls_counts_only_from_the_scheme_the_scope_names(
+    tls_server: LiveServer,
+    live_users: LiveUsers,
+    loopback_certificate: Certificate,
+    page_scheme: str,
+) -> None:
+    token = token_for(live_users.active)
+    page = f"{page_scheme}://127.0.0.1:{tls_server.port}"
+
+    outcome = await cookie_outcome(tls_server, token, page, ssl=client_tls(loopback_certificate))
+
+    # A scope without "scheme" means "ws" (the ASGI default), so http: daphne, even over TLS.
+    scope_says = "https" if BEHAVIOUR[tls_server.name].tls_websocket_scheme == "wss" else "http"
+    assert outcome == ("cookie" if page_scheme == scope_says else 4401)
+
+
+async def test_cookie_behind_a_tls_proxy_counts_where_the_server_takes_x_forwarded_proto(
+    asgi_server: LiveServer, live_users: LiveUsers
+) -> None:
+    token = token_for(live_users.active)
+    page = f"https://127.0.0.1:{asgi_server.port}"
+
+    outcome = await cookie_outcome(asgi_server, token, page, headers={"X-Forwarded-Proto": "https"})
+
+    assert outcome == ("cookie" if BEHAVIOUR[asgi_server.name].takes_forwarded_proto else 4401)
 
 
 async def test_query_token_accepted_and_removed_from_query_string(

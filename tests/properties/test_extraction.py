@@ -57,7 +57,7 @@ def rules_for(sources: Sequence[str]) -> ExtractionRules:
         header_scheme="Bearer",
         cookie_name=COOKIE,
         max_token_bytes=MAX_TOKEN_BYTES,
-        trusted_origin=lambda origin: origin == SITE,
+        trusted_origin=lambda scheme, headers: origin_of(headers) == SITE,
     )
 
 

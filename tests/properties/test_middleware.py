@@ -599,7 +599,9 @@ def scope_with(
     subprotocols=noise_subprotocols,
     fields=noise_fields,
     headers=noise_headers,
-    origin=st.sampled_from([b"http://testserver", b"https://evil.test"]),
+    origin=st.sampled_from(
+        [b"http://testserver", b"https://evil.test", b"https://testserver", b"http://localhost"]
+    ),
 )
 async def test_a_scope_is_accepted_only_with_one_credential_and_hands_on_none(
     site: Site,
@@ -620,7 +622,9 @@ async def test_a_scope_is_accepted_only_with_one_credential_and_hands_on_none(
         "empty": "",
     }
     scope = scope_with(slots, tokens, subprotocols, fields, headers, origin)
-    # A cookie counts only when the page is the site's own (DESIGN.md section 1).
+    # A cookie counts only when the page is the request's own origin, the scope's scheme (ws)
+    # and Host (testserver): another scheme, or another allowed host, is not (DESIGN.md
+    # section 1).
     trusted = origin == b"http://testserver"
     counted = [
         slot for slot in slots if slot.content != "empty" and (slot.source != "cookie" or trusted)
