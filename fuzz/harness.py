@@ -51,7 +51,8 @@ if not django_settings.configured:
     )
     django.setup()
 
-from channels_jwt.conf import Settings, activate, deactivate  # noqa: E402
+from channels_jwt.conf import Config, Settings, activate, deactivate  # noqa: E402
+from channels_jwt.config import config_of  # noqa: E402
 from channels_jwt.pipeline import Pipeline  # noqa: E402
 from channels_jwt.users import TokenUser, token_user  # noqa: E402
 
@@ -109,16 +110,18 @@ class FuzzConfig:
     private_keys: dict[str, Any] = field(default_factory=dict)
     kid_map: bool = False
     settings: Settings = field(init=False)
+    config: Config = field(init=False)
     pipeline: Pipeline = field(init=False)
 
     def __post_init__(self) -> None:
         self.settings = Settings(self.overrides)
-        self.pipeline = Pipeline.from_settings(self.settings)
+        self.config = config_of(self.settings)
+        self.pipeline = Pipeline.for_settings(self.settings)
 
     @property
     def algorithms(self) -> tuple[str, ...]:
         """The allowlist."""
-        return self.settings.ALGORITHMS
+        return self.config.ALGORITHMS
 
     def public_keys(self, kid: str | None) -> list[Any]:
         """The public keys a token naming ``kid`` may be signed with, by the settings."""
@@ -290,7 +293,7 @@ def check_accepted(
     ``started`` and ``finished`` bracket the verification (wall clock), so the time checks
     hold whatever instant the verifier read in between.
     """
-    settings = config.settings
+    settings = config.config
     leeway = settings.LEEWAY
     assert genuinely_signed(config, token), "accepted a token without a valid signature"
     header = json.loads(b64url_decode(token.split(".")[0]))
@@ -331,7 +334,7 @@ def check_accepted(
 def _check_user(config: FuzzConfig, user_id: Any, user: Any) -> None:
     """The user is the one the claim names, in the id field's own type, canonically."""
     assert isinstance(user, TokenUser), f"resolver returned {type(user).__name__}"
-    if config.settings.USER_ID_FIELD == "username":
+    if config.config.USER_ID_FIELD == "username":
         assert isinstance(user_id, str), "text user id from a non-string"
         assert user.pk == user_id, "text user id altered"
         assert user_id, "empty username"

@@ -55,7 +55,7 @@ def valid_parts(config: FuzzConfig, index: int) -> tuple[dict[str, Any], dict[st
     algorithm = config.algorithms[index % len(config.algorithms)]
     header: dict[str, Any] = {"alg": algorithm, "typ": "JWT"}
     claims: dict[str, Any] = {"exp": now + SEED_LIFETIME, "iat": now - 10}
-    settings = config.settings
+    settings = config.config
     if settings.TOKEN_TYPE_CLAIM:
         claims[settings.TOKEN_TYPE_CLAIM] = settings.TOKEN_TYPES[index % len(settings.TOKEN_TYPES)]
     if settings.USER_ID_FIELD == "username":
@@ -106,7 +106,7 @@ def verify_seeds(config_index: int, config: FuzzConfig) -> Iterator[bytes]:
         spaced = json.dumps(dict(reversed(list(claims.items())))).encode()
         yield encode_signing_case(config_index, json.dumps(header).encode(), spaced)
         # Claims changed without re-signing.
-        forged = b64url(compact({**claims, config.settings.USER_ID_CLAIM: "1"}))
+        forged = b64url(compact({**claims, config.config.USER_ID_CLAIM: "1"}))
         yield encode_token_case(config_index, f"{head}.{forged}.{signature}")
         yield from _claim_mutations(config_index, header, claims, now)
         yield from _header_mutations(config_index, header, claims)

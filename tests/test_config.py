@@ -699,9 +699,7 @@ def test_every_check_id_is_tested_here() -> None:
     assert untested == []
 
 
-@override_settings(
-    CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
-)
+@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}})
 def test_live_revocation_on_a_shared_layer_gives_no_problem() -> None:
     assert check_problems(run_checks({**CLEAN, "LIVE_REVOCATION": True})) == []
 
