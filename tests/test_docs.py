@@ -695,3 +695,14 @@ def test_installation_socket_refuses_a_bad_token(
     installation: DocsProject, installation_server: str, token: str, printed: str
 ) -> None:
     assert run_connect_script(installation, installation_server, token) == printed
+
+
+def test_every_test_the_threat_model_names_exists() -> None:
+    page = (REPO / "docs" / "security.md").read_text()
+    model = page[page.index("## Threat model") : page.index("## What it does not protect")]
+    sources = "\n".join(path.read_text() for path in (REPO / "tests").rglob("test_*.py"))
+    named = set(re.findall(r"`(test_[a-z0-9_]+)`", model))
+    files = set(re.findall(r"`([a-z_/]+\.py)`", model))
+    assert len(named) >= 15
+    assert [name for name in sorted(named) if f"def {name}(" not in sources] == []
+    assert [name for name in sorted(files) if not (REPO / "tests" / name).is_file()] == []
