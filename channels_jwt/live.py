@@ -63,6 +63,18 @@ def channel_layer() -> BaseChannelLayer:
     return layer
 
 
+def rejoin_interval(layer: BaseChannelLayer) -> float | None:
+    """How often a connection re-joins its groups on ``layer`` (``None``: never needed).
+
+    A third of the layer's ``group_expiry`` (a day by default, in Channels' in-memory layer and
+    channels_redis' core layer): a connection stays reachable however long it stays open.
+    """
+    expiry = getattr(layer, "group_expiry", None)
+    if isinstance(expiry, bool) or not isinstance(expiry, int | float) or expiry <= 0:
+        return None
+    return expiry / 3
+
+
 class LiveSubscription:
     """One connection's membership of its user and token groups, and the task that listens."""
 
@@ -76,7 +88,7 @@ class LiveSubscription:
         self._layer: BaseChannelLayer | None = None
         self._channel = ""
         self._groups: set[str] = set()
-        self._listener: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def join(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         """Join the groups and start listening; a layer failure is a 4503.
@@ -94,7 +106,10 @@ class LiveSubscription:
             except Exception as exc:
                 await self.leave()
                 raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
-        self._listener = asyncio.create_task(self._listen())
+        self._tasks.append(asyncio.create_task(self._listen()))
+        interval = rejoin_interval(self._layer)
+        if interval is not None:
+            self._tasks.append(asyncio.create_task(self._keep_joined(interval)))
 
     async def _join_once(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         assert self._layer is not None
@@ -111,9 +126,9 @@ class LiveSubscription:
 
     async def leave(self) -> None:
         """Stop listening and leave every group (errors are logged, not raised)."""
-        if self._listener is not None:
-            self._listener.cancel()
-            self._listener = None
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
         for group in list(self._groups):
             try:
                 await self._discard(group)
@@ -149,6 +164,15 @@ class LiveSubscription:
                 await self._on_revoked()
                 return
 
+    async def _keep_joined(self, interval: float) -> None:
+        """Re-join every ``interval`` seconds: layers drop members after ``group_expiry``."""
+        while True:
+            await asyncio.sleep(interval)
+            if not await self._answers():
+                logger.warning("channels_jwt lost the channel layer: re-joining its groups failed")
+                await self._on_failure()
+                return
+
     async def _answers(self) -> bool:
         """Whether the layer still answers: every group re-joined within ``PROBE_SECONDS``."""
         try:
@@ -158,5 +182,8 @@ class LiveSubscription:
         return True
 
     async def _rejoin(self) -> None:
+        assert self._layer is not None
         for group in list(self._groups):
-            await self._add(group)
+            await self._layer.group_add(group, self._channel)
+            if group not in self._groups:  # left meanwhile (a refresh's old token): undo
+                await self._layer.group_discard(group, self._channel)

@@ -19,7 +19,7 @@ from channels_jwt import (
     arevoke_token,
     disconnect_user,
 )
-from channels_jwt.live import user_group
+from channels_jwt.live import rejoin_interval, user_group
 from tests.harness import (
     CLOSE_REVOKED,
     CLOSE_UNAVAILABLE,
@@ -344,3 +344,61 @@ async def test_refresh_while_the_layer_is_down_is_refused_with_4503(
     assert (await communicator.receive_output(TIMEOUT))["text"] == "refused auth_unavailable"
     assert [exc.close_code for exc in inner.refusals] == [4503]
     assert dict(inner.connection.claims) == claims_before
+
+
+# Group membership outlives the layer's group_expiry (issue 15, item 3).
+
+
+async def test_a_socket_open_past_the_group_expiry_is_still_reached(
+    configure: Configure, sockets: Sockets, settings: Any
+) -> None:
+    # Layers drop members after group_expiry (a day by default): a socket kept open longer,
+    # as in-band refresh allows, was reached by nothing.
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"group_expiry": 1},
+        }
+    }
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    assert await communicator.receive_nothing(2.5, interval=0.25)
+    await adisconnect_user(1)
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_REVOKED
+
+
+class ExpiringLayer(InMemoryChannelLayer):
+    """Joins work until ``down``, then fail; members expire after one second."""
+
+    down = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(group_expiry=1, **kwargs)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if ExpiringLayer.down:
+            raise ConnectionError("layer is down")
+        await super().group_add(group, channel)
+
+
+async def test_a_failed_rejoin_closes_with_4503(
+    configure: Configure,
+    sockets: Sockets,
+    layer_backend: Callable[[type], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    layer_backend(ExpiringLayer)
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    monkeypatch.setattr(ExpiringLayer, "down", True)
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_UNAVAILABLE
+
+
+def test_layers_without_a_group_expiry_are_never_rejoined() -> None:
+    assert rejoin_interval(InMemoryChannelLayer(group_expiry=0)) is None
+    assert rejoin_interval(object()) is None  # type: ignore[arg-type]
+    assert rejoin_interval(InMemoryChannelLayer(group_expiry=90)) == 30

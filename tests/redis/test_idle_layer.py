@@ -34,9 +34,10 @@ IDLE_SECONDS = 8.0
 
 
 @contextmanager
-def using_layer(name: str, redis_server: RedisServer) -> Iterator[None]:
+def using_layer(name: str, redis_server: RedisServer, **config: Any) -> Iterator[None]:
     """``CHANNEL_LAYERS`` on the session's Redis with the channels_redis layer ``name``."""
-    layers = {"default": {"BACKEND": LAYERS[name], "CONFIG": {"hosts": [redis_server.url]}}}
+    layer_config = {"hosts": [redis_server.url], **config}
+    layers = {"default": {"BACKEND": LAYERS[name], "CONFIG": layer_config}}
     with override_settings(CHANNEL_LAYERS=layers):
         channel_layers.backends.clear()
         try:
@@ -98,3 +99,26 @@ async def test_a_layer_lost_while_idle_closes_with_4503(
     closed: Any = await communicator.receive_output(IDLE_SECONDS + 5)
     assert closed == close_message(4503, "auth_unavailable")
     await communicator.wait(5)
+
+
+async def test_a_socket_open_past_the_core_layers_group_expiry_is_still_reached(
+    redis_server: RedisServer,
+) -> None:
+    # channels_redis drops group members after group_expiry; the socket re-joins in time.
+    # (Idle for less than redis-py's 5 s socket timeout: no timed-out receive re-joins it.)
+    with using_layer("core", redis_server, group_expiry=1):
+        app = JWTAuthMiddleware(
+            RecordingApp(), settings={"LIVE_REVOCATION": True, "USER_RESOLVER": token_user}
+        )
+        user_id = 4_200_000 + int(time.time()) % 1000
+        scope = websocket_scope(subprotocols=[MARKER, token_for(user_id, lifetime=120)])
+        communicator = ApplicationCommunicator(app, scope)
+        await communicator.send_input({"type": "websocket.connect"})
+        assert (await communicator.receive_output(5))["type"] == "websocket.accept"
+        assert await communicator.receive_nothing(3, interval=0.5)
+
+        await adisconnect_user(user_id)
+
+        closed: Any = await communicator.receive_output(5)
+        assert closed == close_message(4441, "token_revoked")
+        await communicator.wait(5)
