@@ -88,7 +88,10 @@ class LiveSubscription:
         self._layer: BaseChannelLayer | None = None
         self._channel = ""
         self._groups: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._listener: asyncio.Task[None] | None = None
+        # A timer, not a task: it fires a few times a day, and costs far less while it waits.
+        self._rejoin_timer: asyncio.TimerHandle | None = None
+        self._rejoining: asyncio.Task[None] | None = None
 
     async def join(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         """Join the groups and start listening; a layer failure is a 4503.
@@ -106,10 +109,8 @@ class LiveSubscription:
             except Exception as exc:
                 await self.leave()
                 raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
-        self._tasks.append(asyncio.create_task(self._listen()))
-        interval = rejoin_interval(self._layer)
-        if interval is not None:
-            self._tasks.append(asyncio.create_task(self._keep_joined(interval)))
+        self._listener = asyncio.create_task(self._listen())
+        self._schedule_rejoin()
 
     async def _join_once(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         assert self._layer is not None
@@ -126,9 +127,13 @@ class LiveSubscription:
 
     async def leave(self) -> None:
         """Stop listening and leave every group (errors are logged, not raised)."""
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
+        if self._rejoin_timer is not None:
+            self._rejoin_timer.cancel()
+            self._rejoin_timer = None
+        for task in (self._listener, self._rejoining):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        self._listener = self._rejoining = None
         for group in list(self._groups):
             try:
                 await self._discard(group)
@@ -164,14 +169,24 @@ class LiveSubscription:
                 await self._on_revoked()
                 return
 
-    async def _keep_joined(self, interval: float) -> None:
-        """Re-join every ``interval`` seconds: layers drop members after ``group_expiry``."""
-        while True:
-            await asyncio.sleep(interval)
-            if not await self._answers():
-                logger.warning("channels_jwt lost the channel layer: re-joining its groups failed")
-                await self._on_failure()
-                return
+    def _schedule_rejoin(self) -> None:
+        """Re-join in time: layers drop members after their ``group_expiry``."""
+        assert self._layer is not None
+        interval = rejoin_interval(self._layer)
+        if interval is not None:
+            loop = asyncio.get_running_loop()
+            self._rejoin_timer = loop.call_later(interval, self._start_rejoin)
+
+    def _start_rejoin(self) -> None:
+        self._rejoin_timer = None
+        self._rejoining = asyncio.create_task(self._rejoin_or_fail())
+
+    async def _rejoin_or_fail(self) -> None:
+        if await self._answers():
+            self._schedule_rejoin()
+            return
+        logger.warning("channels_jwt lost the channel layer: re-joining its groups failed")
+        await self._on_failure()
 
     async def _answers(self) -> bool:
         """Whether the layer still answers: every group re-joined within ``PROBE_SECONDS``."""
