@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from channels_jwt.exceptions import AuthenticationFailed, ChannelsJWTError, CloseCode, TokenInvalid
+from channels_jwt.exceptions import (
+    AuthenticationFailed,
+    ChannelsJWTError,
+    CloseCode,
+    ResolverError,
+    TokenInvalid,
+    TokenRevoked,
+)
 from channels_jwt.handshake import close_code, close_message, naming_marker
 from channels_jwt.live import LiveSubscription
 from channels_jwt.logs import loggable_path
@@ -127,6 +134,7 @@ class ConnectionGuard:
         "connection",
         "pipeline",
         "scope",
+        "started",
         "user_pk",
     )
 
@@ -140,11 +148,13 @@ class ConnectionGuard:
         receive: Receive,
         send: Send,
         marker: str | None,
+        started: float,
     ) -> None:
         self.connection = connection
         self.pipeline = pipeline
         self.scope = scope
         self.user_pk = user_pk
+        self.started = started
         self._receive = receive
         self._send = send
         self._marker = marker
@@ -156,13 +166,35 @@ class ConnectionGuard:
         connection._guarded_by(self)
 
     async def start(self) -> None:
-        """Join the live-revocation groups when ``LIVE_REVOCATION`` is on."""
-        if self.pipeline.live_revocation:
-            self._subscription = LiveSubscription(self._revoked, self._layer_failed)
-            # The user's group is named by the canonical USER_ID_FIELD value, the one
-            # disconnect_user() is given (a user, or that value), whatever the resolver returns.
-            user_id = self.pipeline.user_id(self.connection.claims)
-            await self._subscription.join(user_id, self.connection.claims)
+        """Join the live-revocation groups when ``LIVE_REVOCATION`` is on.
+
+        Then ask whether the token was revoked, or its user disconnected, since the handshake
+        began (``started``): either may have sent its message before the groups had this
+        connection in them. Only then listen, so no message sent after the join is missed.
+        Raises ``TokenRevoked`` (4441) when so.
+        """
+        if not self.pipeline.live_revocation:
+            return
+        subscription = LiveSubscription(self._revoked, self._layer_failed)
+        # The user's group is named by the canonical USER_ID_FIELD value, the one
+        # disconnect_user() is given (a user, or that value), whatever the resolver returns.
+        user_id = self.pipeline.user_id(self.connection.claims)
+        await subscription.join(user_id, self.connection.claims)
+        try:
+            revoked = await self.pipeline.bounded(
+                self.pipeline.revoked_while_joining(self.connection.claims, user_id, self.started),
+                "the revocation check after joining",
+            )
+        except BaseException as exc:
+            await subscription.leave()
+            if isinstance(exc, ChannelsJWTError) or not isinstance(exc, Exception):
+                raise
+            raise ResolverError(f"revocation check failed ({type(exc).__name__})") from exc
+        if revoked:
+            await subscription.leave()
+            raise TokenRevoked("revoked while the connection joined its groups")
+        subscription.listen()
+        self._subscription = subscription
 
     async def stop(self) -> None:
         """Cancel the timer and leave the groups; called when the application returns."""

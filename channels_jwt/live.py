@@ -94,7 +94,7 @@ class LiveSubscription:
         self._rejoining: asyncio.Task[None] | None = None
 
     async def join(self, user_id: Any, claims: Mapping[str, Any]) -> None:
-        """Join the groups and start listening; a layer failure is a 4503.
+        """Join the groups (then :meth:`listen`); a layer failure is a 4503.
 
         One failed attempt is retried at once: after the layer's server restarts, the first
         use of a pooled connection fails although the server is back.
@@ -109,6 +109,9 @@ class LiveSubscription:
             except Exception as exc:
                 await self.leave()
                 raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
+
+    def listen(self) -> None:
+        """Start listening: messages sent to the groups since :meth:`join` are not lost."""
         self._listener = asyncio.create_task(self._listen())
         self._schedule_rejoin()
 

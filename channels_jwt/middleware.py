@@ -8,6 +8,7 @@ connection, and the raw token never reaches it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -173,6 +174,7 @@ async def _identify(
         scope["user"] = AnonymousUser()
         scope["jwt"] = None
         return None
+    started = time.time()
     claims, user = await pipeline.authenticate(extraction.token, scope)
     assert extraction.source is not None
     connection = JWTConnection(claims, extraction.source)
@@ -184,6 +186,7 @@ async def _identify(
         receive=receive,
         send=send,
         marker=pipeline.extraction.subprotocol if extraction.marker_offered else None,
+        started=started,
     )
     await guard.start()
     scope["user"] = user

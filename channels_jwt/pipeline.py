@@ -23,7 +23,7 @@ from channels_jwt.config import config_of
 from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.ratelimit import FailureLimiter, parse_rate
-from channels_jwt.revocation import bound_revocation_check
+from channels_jwt.revocation import bound_revocation_check, revoked_while_joining
 from channels_jwt.sources import ExtractionRules
 from channels_jwt.types import Claims, Scope
 from channels_jwt.users import bound_resolver, token_user, user_id_of
@@ -55,6 +55,9 @@ class Pipeline:
     close_on_expiry: bool
     leeway: float
     live_revocation: bool
+    #: With ``live_revocation``: whether the token was revoked, or its user disconnected,
+    #: since an instant (asked once a connection has joined its groups).
+    revoked_while_joining: Callable[[Claims, Any, float], Awaitable[bool]]
     #: ``None`` when no step can wait on I/O (static keys, token_user, no revocation check,
     #: no rate limit): then there is nothing to bound, and no timer to arm per handshake.
     auth_timeout: float | None
@@ -84,6 +87,7 @@ class Pipeline:
             close_on_expiry=config.CLOSE_ON_EXPIRY,
             leeway=config.LEEWAY,
             live_revocation=config.LIVE_REVOCATION,
+            revoked_while_joining=partial(revoked_while_joining, config),
             auth_timeout=config.AUTH_TIMEOUT_SECONDS if may_wait else None,
             rate_limiter=None if rate is None else FailureLimiter(config.RATE_LIMIT_CACHE, *rate),
         )

@@ -38,6 +38,12 @@ from channels_jwt.users import user_id_value
 from channels_jwt.verify import TokenVerifier
 
 KEY_PREFIX = "channels_jwt:revoked:"
+#: Where ``disconnect_user`` notes when it ran, for the handshakes it may have crossed.
+DISCONNECTED_PREFIX = "channels_jwt:disconnected:"
+#: How long that note outlives the longest handshake (``AUTH_TIMEOUT_SECONDS``), in seconds.
+DISCONNECTED_MARGIN_SECONDS = 60
+#: Clocks of different processes may differ a little: a note this much older still counts.
+CLOCK_SLACK_SECONDS = 1.0
 
 
 def denylist_key(claims: Mapping[str, Any]) -> str:
@@ -125,8 +131,38 @@ async def adisconnect_user(user: Any) -> None:
     handshakes: deactivate the user, or revoke their tokens, for that. Raises ``TypeError``
     for anything else, and ``ValueError`` for a value no user can have.
     """
-    group = user_group(user_id_value(current_config(), user))
-    await channel_layer().group_send(group, {"type": REVOKE_MESSAGE})
+    config = current_config()
+    user_id = user_id_value(config, user)
+    # Noted first, then sent: a handshake that joins the user's group too late for the message
+    # finds the note once joined (revoked_while_joining).
+    cache = caches[config.REVOCATION_CACHE]
+    timeout = math.ceil(config.AUTH_TIMEOUT_SECONDS) + DISCONNECTED_MARGIN_SECONDS
+    note = sync_to_async(cache.set, thread_sensitive=False)
+    await note(_disconnected_key(user_id), time.time(), timeout)
+    await channel_layer().group_send(user_group(user_id), {"type": REVOKE_MESSAGE})
+
+
+def _disconnected_key(user_id: Any) -> str:
+    return DISCONNECTED_PREFIX + user_group(user_id).rpartition(".")[2]
+
+
+async def revoked_while_joining(
+    config: Config, claims: Mapping[str, Any], user_id: Any, started: float
+) -> bool:
+    """Whether, since ``started``, the token was revoked or its user disconnected.
+
+    Asked once a live connection has joined its groups and before it listens: a
+    ``revoke_token`` or ``disconnect_user`` that ran between the handshake's own checks and
+    the join sent its message to groups the connection was not in yet, but left its note in
+    ``REVOCATION_CACHE`` (the denylist entry; the time of the disconnection). One read.
+    """
+    cache = caches[config.REVOCATION_CACHE]
+    keys = [denylist_key(claims), _disconnected_key(user_id)]
+    found = await sync_to_async(cache.get_many, thread_sensitive=False)(keys)
+    disconnected = found.get(keys[1])
+    return keys[0] in found or (
+        isinstance(disconnected, int | float) and disconnected >= started - CLOCK_SLACK_SECONDS
+    )
 
 
 def revoke_token(claims_or_token: Mapping[str, Any] | str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt import (
@@ -20,6 +21,7 @@ from channels_jwt import (
     disconnect_user,
 )
 from channels_jwt.live import rejoin_interval, user_group
+from channels_jwt.users import token_user
 from tests.harness import (
     CLOSE_REVOKED,
     CLOSE_UNAVAILABLE,
@@ -34,6 +36,7 @@ from tests.harness import (
     hs_token,
     send_text,
     token_for,
+    warnings_of,
 )
 
 
@@ -402,3 +405,85 @@ def test_layers_without_a_group_expiry_are_never_rejoined() -> None:
     assert rejoin_interval(InMemoryChannelLayer(group_expiry=0)) is None
     assert rejoin_interval(object()) is None  # type: ignore[arg-type]
     assert rejoin_interval(InMemoryChannelLayer(group_expiry=90)) == 30
+
+
+# No window between the handshake's checks and its group join (issue 15, item 2).
+
+
+def revoking_resolver(revoke: Callable[[Any], Any]) -> Callable[..., Any]:
+    """A resolver that lets ``revoke(claims)`` run before it answers, as a view would,
+    between the handshake's own revocation check and its group join."""
+
+    async def resolver(claims: Any, scope: Any) -> Any:
+        await revoke(claims)
+        return await token_user(claims, scope)
+
+    return resolver
+
+
+async def test_a_token_revoked_between_the_checks_and_the_join_is_refused(
+    configure: Configure, sockets: Sockets
+) -> None:
+    configure(LIVE_REVOCATION=True, USER_RESOLVER=revoking_resolver(arevoke_token))
+
+    refused = await sockets.refused(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    assert refused == CLOSE_REVOKED
+
+
+async def test_a_user_disconnected_between_the_checks_and_the_join_is_refused(
+    configure: Configure, sockets: Sockets
+) -> None:
+    async def disconnect(claims: Any) -> None:
+        await adisconnect_user(claims["user_id"])
+
+    configure(LIVE_REVOCATION=True, USER_RESOLVER=revoking_resolver(disconnect))
+    inner = RecordingApp()
+
+    refused = await sockets.refused(JWTAuthMiddleware(inner), token_for(1))
+
+    assert refused == CLOSE_REVOKED
+    assert inner.scopes == []
+
+
+async def test_a_user_disconnected_before_the_handshake_may_connect_again(
+    configure: Configure, sockets: Sockets
+) -> None:
+    # disconnect_user ends the sockets open when it runs; it does not refuse later handshakes.
+    configure(LIVE_REVOCATION=True, USER_RESOLVER="channels_jwt.users.token_user")
+    await adisconnect_user(1)
+    await asyncio.sleep(1.1)  # past the slack allowed for clocks of different processes
+
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    assert await communicator.receive_nothing(0.2)
+
+
+class UnreadableCache(LocMemCache):
+    """A cache that takes writes but cannot be read (``get_many`` fails)."""
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[str, Any]:
+        raise ConnectionError("cache is down")
+
+
+async def test_a_failing_check_after_the_join_leaves_the_groups(
+    configure: Configure, sockets: Sockets, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    settings.CACHES = {
+        **settings.CACHES,
+        "unreadable": {"BACKEND": "tests.test_live.UnreadableCache", "LOCATION": "unreadable"},
+    }
+    configure(
+        LIVE_REVOCATION=True,
+        USER_RESOLVER="channels_jwt.users.token_user",
+        REVOCATION_CACHE="unreadable",
+    )
+
+    refused = await sockets.refused(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    assert refused == CLOSE_UNAVAILABLE
+    assert get_channel_layer().groups == {}
+    assert warnings_of(caplog) == [
+        "WebSocket authentication unavailable: revocation check failed (ConnectionError)"
+    ]
