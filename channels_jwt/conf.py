@@ -144,6 +144,19 @@ def simplejwt_default(name: str) -> Any:
     return getattr(api, name)
 
 
+def simplejwt_revoke_claim() -> str | None:
+    """simplejwt's ``REVOKE_TOKEN_CLAIM`` when its ``CHECK_REVOKE_TOKEN`` is on, else ``None``.
+
+    simplejwt then puts a hash of the user's password hash in every token it mints, and
+    refuses a token whose hash no longer matches (the password has changed since).
+    """
+    api = _simplejwt_settings()
+    if api is None or not getattr(api, "CHECK_REVOKE_TOKEN", False):
+        return None
+    claim = getattr(api, "REVOKE_TOKEN_CLAIM", None)
+    return claim if isinstance(claim, str) and claim else None
+
+
 class Settings:
     """The raw values of ``CHANNELS_JWT``, optionally with per-instance ``overrides``.
 
@@ -252,6 +265,9 @@ class Config:
     CLOSE_CODES: Mapping[str, int]
     RATE_LIMIT: str | None
     RATE_LIMIT_CACHE: str
+    #: simplejwt's ``REVOKE_TOKEN_CLAIM`` when its ``CHECK_REVOKE_TOKEN`` is on (not a key of
+    #: ``CHANNELS_JWT``): ``database_user`` then refuses tokens minted before a password change.
+    revoke_token_claim: str | None
     #: ``VERIFYING_KEY`` parsed (``None`` when the algorithms are HMAC or keys come from a JWKS).
     verifying_keys: VerifyingKeys | None
     #: ``PRIVATE_KEY`` parsed (``None`` when not set), for ``issue_token``.
@@ -308,6 +324,7 @@ class Config:
             CLOSE_CODES=MappingProxyType(dict(value("CLOSE_CODES"))),
             RATE_LIMIT=value("RATE_LIMIT"),
             RATE_LIMIT_CACHE=value("RATE_LIMIT_CACHE"),
+            revoke_token_claim=simplejwt_revoke_claim(),
             verifying_keys=verifying_keys,
             private_key=private_key,
         )

@@ -28,7 +28,7 @@ from django.db.models import Field
 
 from channels_jwt.conf import Config
 from channels_jwt.config import current_config, user_id_field
-from channels_jwt.exceptions import TokenInvalid, UserRejected
+from channels_jwt.exceptions import TokenInvalid, TokenRevoked, UserRejected
 from channels_jwt.types import Claims, Scope, read_only
 
 if TYPE_CHECKING:
@@ -171,16 +171,24 @@ async def _database_user(config: Config, claims: Mapping[str, Any]) -> AbstractB
     user_model, field_name, user_id = _user_id(config, claims)
     cache = config.derived("user_cache", lambda: UserCache(config.USER_CACHE_SECONDS))
     key = (user_model._meta.label_lower, field_name, user_id)
-    if cache.seconds > 0:
-        cached = cache.get(key)
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
-    user = await _fetch_user(user_model, field_name, user_id)
-    if user is None or not getattr(user, "is_active", True):
-        raise UserRejected("user not found or inactive")
-    if cache.seconds > 0:
-        cache.put(key, user)
+    user = cache.get(key) if cache.seconds > 0 else None
+    if user is None:
+        user = await _fetch_user(user_model, field_name, user_id)
+        if user is None or not getattr(user, "is_active", True):
+            raise UserRejected("user not found or inactive")
+        if cache.seconds > 0:
+            cache.put(key, user)
+    if config.revoke_token_claim is not None:
+        _require_current_password(config.revoke_token_claim, claims, user)
     return user  # type: ignore[no-any-return]
+
+
+def _require_current_password(claim: str, claims: Mapping[str, Any], user: Any) -> None:
+    """simplejwt's ``CHECK_REVOKE_TOKEN``: the token's password hash must still be the user's."""
+    from rest_framework_simplejwt.utils import get_md5_hash_password
+
+    if claims.get(claim) != get_md5_hash_password(getattr(user, "password", None) or ""):
+        raise TokenRevoked("password changed since the token was issued")
 
 
 async def _fetch_user(user_model: type[Model], field_name: str, user_id: Any) -> Any:

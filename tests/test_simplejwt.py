@@ -281,3 +281,53 @@ def test_simplejwt_settings_are_imported_when_not_loaded_yet(
     monkeypatch.delitem(sys.modules, "rest_framework_simplejwt.settings")
     assert simplejwt_default("USER_ID_CLAIM") == "user_id"
     assert "rest_framework_simplejwt.settings" in sys.modules
+
+
+# CHECK_REVOKE_TOKEN: a password change ends the tokens minted before it (issue 15, item 9).
+
+
+async def test_check_revoke_token_refuses_a_token_minted_before_a_password_change(
+    user: Any, simplejwt: Configure
+) -> None:
+    simplejwt(SIGNING_KEY=KEY_A, CHECK_REVOKE_TOKEN=True)
+    token = str(AccessToken.for_user(user))
+    closed, _ = await connect(token)
+    assert closed is None
+
+    user.set_password("a-new-password")
+    await user.asave()
+
+    closed, inner = await connect(token)
+    assert closed == closed_with(4441, "token_revoked")
+    assert not inner.called
+    closed, _ = await connect(AccessToken.for_user(user))
+    assert closed is None
+
+
+async def test_check_revoke_token_refuses_a_token_without_the_claim(
+    user: Any, simplejwt: Configure
+) -> None:
+    simplejwt(SIGNING_KEY=KEY_A, CHECK_REVOKE_TOKEN=True)
+    closed, _ = await connect(hs_token(claims_for(user.pk), key=KEY_A))
+    assert closed == closed_with(4441, "token_revoked")
+
+
+async def test_check_revoke_token_holds_for_a_cached_user(
+    user: Any, simplejwt: Configure
+) -> None:
+    simplejwt({"USER_CACHE_SECONDS": 60}, SIGNING_KEY=KEY_A, CHECK_REVOKE_TOKEN=True)
+    assert (await connect(AccessToken.for_user(user)))[0] is None  # now cached
+    closed, _ = await connect(hs_token(claims_for(user.pk), key=KEY_A))
+    assert closed == closed_with(4441, "token_revoked")
+
+
+async def test_without_check_revoke_token_a_password_change_changes_nothing(
+    user: Any, simplejwt: Configure
+) -> None:
+    simplejwt(SIGNING_KEY=KEY_A)
+    token = str(AccessToken.for_user(user))
+    user.set_password("a-new-password")
+    await user.asave()
+
+    closed, _ = await connect(token)
+    assert closed is None
