@@ -312,9 +312,7 @@ async def test_check_revoke_token_refuses_a_token_without_the_claim(
     assert closed == closed_with(4441, "token_revoked")
 
 
-async def test_check_revoke_token_holds_for_a_cached_user(
-    user: Any, simplejwt: Configure
-) -> None:
+async def test_check_revoke_token_holds_for_a_cached_user(user: Any, simplejwt: Configure) -> None:
     simplejwt({"USER_CACHE_SECONDS": 60}, SIGNING_KEY=KEY_A, CHECK_REVOKE_TOKEN=True)
     assert (await connect(AccessToken.for_user(user)))[0] is None  # now cached
     closed, _ = await connect(hs_token(claims_for(user.pk), key=KEY_A))
