@@ -662,7 +662,35 @@ def _revocation(settings: Settings) -> list[Message]:
                 "Name the cache every server process shares (Redis in production).",
             )
         )
+    elif _uses_denylist(settings) and _is_local_memory(alias):
+        messages.append(
+            checks.Warning(
+                f"CHANNELS_JWT REVOCATION_CACHE {alias!r} is a local-memory cache: revoke_token "
+                "reaches only this process, and culling drops entries before they expire.",
+                hint="Name a cache every server process shares that does not evict (Redis "
+                "with maxmemory-policy noeviction, or a database cache).",
+                id="channels_jwt.W006",
+            )
+        )
     return messages
+
+
+def _uses_denylist(settings: Settings) -> bool:
+    """Whether the denylist of ``revoke_token`` is read: ``cache_denylist``, or live revocation."""
+    check = settings.value("REVOCATION_CHECK")
+    named = check if isinstance(check, str) else _dotted_name(check)
+    return named == "channels_jwt.revocation.cache_denylist" or (
+        settings.value("LIVE_REVOCATION") is True
+    )
+
+
+def _dotted_name(value: Any) -> str:
+    return f"{getattr(value, '__module__', '')}.{getattr(value, '__qualname__', '')}"
+
+
+def _is_local_memory(alias: str) -> bool:
+    backend = django_settings.CACHES[alias].get("BACKEND", "")
+    return bool(backend == "django.core.cache.backends.locmem.LocMemCache")
 
 
 def _in_memory(layers: Any) -> bool:
@@ -690,6 +718,17 @@ def _rate_limit(settings: Settings) -> list[Message]:
             )
         )
     alias = settings.value("RATE_LIMIT_CACHE")
+    shared = _is_cache_alias(alias) and alias == settings.value("REVOCATION_CACHE")
+    if shared and _uses_denylist(settings):
+        messages.append(
+            checks.Warning(
+                f"CHANNELS_JWT RATE_LIMIT_CACHE and REVOCATION_CACHE are both {alias!r}.",
+                hint="Every failed handshake from a new address writes a counter; where the "
+                "store evicts, a flood of them drops denylist entries and revoked tokens work "
+                "again. Give the denylist a cache of its own that never evicts.",
+                id="channels_jwt.W007",
+            )
+        )
     if not _is_cache_alias(alias):
         messages.append(
             _error(

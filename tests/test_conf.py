@@ -6,16 +6,21 @@ top of the global ones and apply to that instance only.
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+from datetime import timedelta
 from typing import Any
 
+import pytest
 import rest_framework_simplejwt.settings as simplejwt_settings
 from django.conf import settings
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from channels_jwt import JWTAuthMiddleware
-from channels_jwt.checks import check_settings
+from channels_jwt.checks import check_settings, serious
 from channels_jwt.conf import Config, Settings
+from channels_jwt.config import config_of, parse, parsed
 from tests.harness import (
     CLEAN,
     HS_KEY,
@@ -26,6 +31,7 @@ from tests.harness import (
     claims_for,
     close_message,
     hs_token,
+    never_revoked,
     only_check_message,
     open_connection,
     private_pem,
@@ -189,3 +195,74 @@ def test_repr_of_a_configuration_shows_no_key(keys: Keys) -> None:
     assert rsa.private_key is not None
     assert "PRIVATE" not in repr(rsa)
     assert "RSAPrivateKey" not in repr(rsa)
+
+
+# -- the parsed configuration --------------------------------------------------------------
+
+
+def test_a_clean_configuration_parses_into_typed_values() -> None:
+    values = {
+        **CLEAN,
+        "ALGORITHMS": ["HS256", "HS384"],
+        "LEEWAY": timedelta(seconds=5),
+        "TOKEN_TYPES": ["access", "ws"],
+        "CLOSE_CODES": {"token_expired": 4000},
+        "REVOCATION_CHECK": "tests.harness.never_revoked",
+        "SIGNING_KEY": "k" * 48,
+    }
+    config, problems = parse(Settings(values))
+    assert serious(problems) == []
+    assert config is not None
+    assert config.ALGORITHMS == ("HS256", "HS384")
+    assert config.LEEWAY == 5.0
+    assert config.TOKEN_TYPES == ("access", "ws")
+    assert config.TOKEN_SOURCES == ("subprotocol",)
+    assert config.REVOCATION_CHECK is never_revoked
+    assert config.CLOSE_CODES == {"token_expired": 4000}
+    assert config.verifying_keys is None
+    assert config.private_key is None
+
+
+def test_a_configuration_with_an_error_parses_into_problems_only() -> None:
+    config, problems = parse(Settings({**CLEAN, "LEEWAY": 3600}))
+    assert config is None
+    assert check_problems(list(problems)) == ["channels_jwt.E014"]
+
+
+def test_config_of_names_the_first_error() -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"^channels_jwt\.E014: CHANNELS_JWT LEEWAY"):
+        config_of(Settings({**CLEAN, "LEEWAY": 3600}))
+
+
+def test_the_configuration_is_frozen() -> None:
+    config = config_of(Settings(CLEAN))
+    with pytest.raises(FrozenInstanceError):
+        config.LEEWAY = 60  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.CLOSE_CODES["token_expired"] = 4000  # type: ignore[index]
+
+
+def test_settings_are_parsed_once_until_setting_changed() -> None:
+    own = Settings(CLEAN)
+    first = parsed(own)
+    assert parsed(own) is first
+    assert config_of(own) is first.config
+    with override_settings(CHANNELS_JWT={**CLEAN, "LEEWAY": 3}):
+        changed = config_of(own)
+        assert changed is not first.config
+        assert changed.LEEWAY == 3
+
+
+def test_keys_are_parsed_from_pem_once_by_the_rules(keys: Keys) -> None:
+    own = Settings(
+        {
+            **CLEAN,
+            "ALGORITHMS": ["RS256"],
+            "VERIFYING_KEY": public_pem(keys.rsa),
+            "PRIVATE_KEY": private_pem(keys.rsa),
+        }
+    )
+    config = config_of(own)
+    assert config.verifying_keys is own.verifying_keys()
+    assert config.private_key is own.private_key()
+    assert config.private_key is not None

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable
-from dataclasses import FrozenInstanceError
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,13 +14,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 import channels_jwt.config
 from channels_jwt.checks import check_settings, serious
 from channels_jwt.conf import Config, Settings
-from channels_jwt.config import config_of, parse, parsed
+from channels_jwt.revocation import cache_denylist
 from tests.harness import (
     CLEAN,
     HS_KEY,
@@ -699,92 +697,68 @@ def test_every_check_id_is_tested_here() -> None:
     assert untested == []
 
 
-@override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}})
+#: A cache every process shares, that evicts nothing (only its settings are read here).
+SHARED_CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"},
+}
+LIVE = {**CLEAN, "LIVE_REVOCATION": True, "REVOCATION_CACHE": "shared"}
+REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+
+
+@override_settings(CHANNEL_LAYERS=REDIS_LAYER, CACHES=SHARED_CACHES)
 def test_live_revocation_on_a_shared_layer_gives_no_problem() -> None:
-    assert check_problems(run_checks({**CLEAN, "LIVE_REVOCATION": True})) == []
+    assert check_problems(run_checks(LIVE)) == []
 
 
+@override_settings(CACHES=SHARED_CACHES)
 def test_live_revocation_on_the_in_memory_layer_is_a_warning() -> None:
     # The test settings' layer is Channels' in-memory one.
-    messages = run_checks({**CLEAN, "LIVE_REVOCATION": True})
+    messages = run_checks(LIVE)
     assert check_problems(messages) == ["channels_jwt.W005"]
     assert "another process" in only_check_message(messages, "channels_jwt.W005").hint
-    assert check_problems(run_checks({**CLEAN, "LIVE_REVOCATION": False})) == []
+    assert check_problems(run_checks({**LIVE, "LIVE_REVOCATION": False})) == []
 
 
-@override_settings(CHANNEL_LAYERS={})
+@override_settings(CHANNEL_LAYERS={}, CACHES=SHARED_CACHES)
 def test_live_revocation_needs_a_channel_layer() -> None:
-    messages = run_checks({**CLEAN, "LIVE_REVOCATION": True})
+    messages = run_checks(LIVE)
     assert check_problems(messages) == ["channels_jwt.E032"]
     assert only_check_message(messages, "channels_jwt.E032").hint
 
 
-# -- the parsed configuration --------------------------------------------------------------
+@pytest.mark.parametrize(
+    "denylist",
+    [
+        pytest.param({"REVOCATION_CHECK": "channels_jwt.revocation.cache_denylist"}, id="path"),
+        pytest.param({"REVOCATION_CHECK": cache_denylist}, id="object"),
+        pytest.param({"LIVE_REVOCATION": True}, id="live"),
+    ],
+)
+@override_settings(CACHES=SHARED_CACHES, CHANNEL_LAYERS=REDIS_LAYER)
+def test_a_local_memory_denylist_is_a_warning(denylist: dict[str, Any]) -> None:
+    messages = run_checks({**CLEAN, **denylist})
+    assert check_problems(messages) == ["channels_jwt.W006"]
+    assert "noeviction" in only_check_message(messages, "channels_jwt.W006").hint
+    assert check_problems(run_checks({**CLEAN, **denylist, "REVOCATION_CACHE": "shared"})) == []
 
 
-def test_a_clean_configuration_parses_into_typed_values() -> None:
-    values = {
+@override_settings(CACHES=SHARED_CACHES)
+def test_a_local_memory_cache_without_a_denylist_is_fine() -> None:
+    assert check_problems(run_checks({**CLEAN, "REVOCATION_CHECK": never_revoked})) == []
+
+
+@override_settings(CACHES=SHARED_CACHES)
+def test_a_denylist_beside_the_rate_limit_counters_is_a_warning() -> None:
+    shared = {
         **CLEAN,
-        "ALGORITHMS": ["HS256", "HS384"],
-        "LEEWAY": timedelta(seconds=5),
-        "TOKEN_TYPES": ["access", "ws"],
-        "CLOSE_CODES": {"token_expired": 4000},
-        "REVOCATION_CHECK": "tests.harness.never_revoked",
-        "SIGNING_KEY": "k" * 48,
+        "REVOCATION_CHECK": cache_denylist,
+        "REVOCATION_CACHE": "shared",
+        "RATE_LIMIT": "20/min",
+        "RATE_LIMIT_CACHE": "shared",
     }
-    config, problems = parse(Settings(values))
-    assert serious(problems) == []
-    assert config is not None
-    assert config.ALGORITHMS == ("HS256", "HS384")
-    assert config.LEEWAY == 5.0
-    assert config.TOKEN_TYPES == ("access", "ws")
-    assert config.TOKEN_SOURCES == ("subprotocol",)
-    assert config.REVOCATION_CHECK is never_revoked
-    assert config.CLOSE_CODES == {"token_expired": 4000}
-    assert config.verifying_keys is None
-    assert config.private_key is None
-
-
-def test_a_configuration_with_an_error_parses_into_problems_only() -> None:
-    config, problems = parse(Settings({**CLEAN, "LEEWAY": 3600}))
-    assert config is None
-    assert check_problems(list(problems)) == ["channels_jwt.E014"]
-
-
-def test_config_of_names_the_first_error() -> None:
-    with pytest.raises(ImproperlyConfigured, match=r"^channels_jwt\.E014: CHANNELS_JWT LEEWAY"):
-        config_of(Settings({**CLEAN, "LEEWAY": 3600}))
-
-
-def test_the_configuration_is_frozen() -> None:
-    config = config_of(Settings(CLEAN))
-    with pytest.raises(FrozenInstanceError):
-        config.LEEWAY = 60  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        config.CLOSE_CODES["token_expired"] = 4000  # type: ignore[index]
-
-
-def test_settings_are_parsed_once_until_setting_changed() -> None:
-    own = Settings(CLEAN)
-    first = parsed(own)
-    assert parsed(own) is first
-    assert config_of(own) is first.config
-    with override_settings(CHANNELS_JWT={**CLEAN, "LEEWAY": 3}):
-        changed = config_of(own)
-        assert changed is not first.config
-        assert changed.LEEWAY == 3
-
-
-def test_keys_are_parsed_from_pem_once_by_the_rules(keys: Keys) -> None:
-    own = Settings(
-        {
-            **CLEAN,
-            "ALGORITHMS": ["RS256"],
-            "VERIFYING_KEY": public_pem(keys.rsa),
-            "PRIVATE_KEY": private_pem(keys.rsa),
-        }
-    )
-    config = config_of(own)
-    assert config.verifying_keys is own.verifying_keys()
-    assert config.private_key is own.private_key()
-    assert config.private_key is not None
+    messages = run_checks(shared)
+    assert check_problems(messages) == ["channels_jwt.W007"]
+    assert "evict" in only_check_message(messages, "channels_jwt.W007").hint
+    assert check_problems(run_checks({**shared, "RATE_LIMIT_CACHE": "default"})) == []
+    assert check_problems(run_checks({**shared, "REVOCATION_CHECK": never_revoked})) == []

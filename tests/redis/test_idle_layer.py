@@ -30,7 +30,7 @@ LAYERS = {
     "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
 }
 #: Longer than every timeout under the layer (redis-py's default socket timeout is 5 s).
-IDLE_SECONDS = 8.0
+IDLE_SECONDS = 6.5
 
 
 @contextmanager
