@@ -53,15 +53,21 @@ def redis_layer(request: pytest.FixtureRequest, redis_server: RedisServer) -> It
         yield request.param
 
 
-async def test_an_idle_guarded_socket_stays_open_and_reachable(redis_layer: str) -> None:
+async def guarded_socket(user_id: int) -> ApplicationCommunicator:
+    """An accepted in-process socket of ``user_id``, guarded with ``LIVE_REVOCATION``."""
     app = JWTAuthMiddleware(
         RecordingApp(), settings={"LIVE_REVOCATION": True, "USER_RESOLVER": token_user}
     )
-    user_id = 4_000_000 + int(time.time()) % 1000
     scope = websocket_scope(subprotocols=[MARKER, token_for(user_id, lifetime=120)])
     communicator = ApplicationCommunicator(app, scope)
     await communicator.send_input({"type": "websocket.connect"})
     assert (await communicator.receive_output(5))["type"] == "websocket.accept"
+    return communicator
+
+
+async def test_an_idle_guarded_socket_stays_open_and_reachable(redis_layer: str) -> None:
+    user_id = 4_000_000 + int(time.time()) % 1000
+    communicator = await guarded_socket(user_id)
 
     assert await communicator.receive_nothing(IDLE_SECONDS, interval=0.5)
 
@@ -85,13 +91,7 @@ def core_layer(redis_server: RedisServer) -> Iterator[None]:
 async def test_a_layer_lost_while_idle_closes_with_4503(
     core_layer: None, redis_server: RedisServer
 ) -> None:
-    app = JWTAuthMiddleware(
-        RecordingApp(), settings={"LIVE_REVOCATION": True, "USER_RESOLVER": token_user}
-    )
-    scope = websocket_scope(subprotocols=[MARKER, token_for(4_100_000, lifetime=120)])
-    communicator = ApplicationCommunicator(app, scope)
-    await communicator.send_input({"type": "websocket.connect"})
-    assert (await communicator.receive_output(5))["type"] == "websocket.accept"
+    communicator = await guarded_socket(4_100_000)
     assert await communicator.receive_nothing(1.5, interval=0.25)
 
     redis_server.stop()
@@ -107,14 +107,8 @@ async def test_a_socket_open_past_the_core_layers_group_expiry_is_still_reached(
     # channels_redis drops group members after group_expiry; the socket re-joins in time.
     # (Idle for less than redis-py's 5 s socket timeout: no timed-out receive re-joins it.)
     with using_layer("core", redis_server, group_expiry=1):
-        app = JWTAuthMiddleware(
-            RecordingApp(), settings={"LIVE_REVOCATION": True, "USER_RESOLVER": token_user}
-        )
         user_id = 4_200_000 + int(time.time()) % 1000
-        scope = websocket_scope(subprotocols=[MARKER, token_for(user_id, lifetime=120)])
-        communicator = ApplicationCommunicator(app, scope)
-        await communicator.send_input({"type": "websocket.connect"})
-        assert (await communicator.receive_output(5))["type"] == "websocket.accept"
+        communicator = await guarded_socket(user_id)
         assert await communicator.receive_nothing(3, interval=0.5)
 
         await adisconnect_user(user_id)
