@@ -452,7 +452,6 @@ async def test_a_user_disconnected_before_the_handshake_may_connect_again(
     # disconnect_user ends the sockets open when it runs; it does not refuse later handshakes.
     configure(LIVE_REVOCATION=True, USER_RESOLVER="channels_jwt.users.token_user")
     await adisconnect_user(1)
-    await asyncio.sleep(1.1)  # past the slack allowed for clocks of different processes
 
     communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
 
