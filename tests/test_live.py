@@ -20,7 +20,7 @@ from channels_jwt import (
     arevoke_token,
     disconnect_user,
 )
-from channels_jwt.live import rejoin_interval, user_group
+from channels_jwt.live import LiveSubscription, rejoin_interval, token_group, user_group
 from channels_jwt.users import token_user
 from tests.harness import (
     CLOSE_REVOKED,
@@ -486,3 +486,42 @@ async def test_a_failing_check_after_the_join_leaves_the_groups(
     assert warnings_of(caplog) == [
         "WebSocket authentication unavailable: revocation check failed (ConnectionError)"
     ]
+
+
+class GatedLayer(InMemoryChannelLayer):
+    """Joining ``gated_group`` waits for ``gate`` (a re-join caught mid-way)."""
+
+    gated_group = ""
+    gate: asyncio.Event | None = None
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if group == GatedLayer.gated_group and GatedLayer.gate is not None:
+            await GatedLayer.gate.wait()
+        await super().group_add(group, channel)
+
+
+async def test_a_rejoin_never_restores_a_group_a_refresh_has_left(
+    layer_backend: Callable[[type], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layer_backend(GatedLayer)
+
+    async def nothing() -> None:
+        return None
+
+    old, new = claims_for(1, jti="old"), claims_for(1, jti="new")
+    subscription = LiveSubscription(nothing, nothing)
+    await subscription.join(1, old)
+    gate = asyncio.Event()
+    monkeypatch.setattr(GatedLayer, "gated_group", token_group(old))
+    monkeypatch.setattr(GatedLayer, "gate", gate)
+
+    rejoining = asyncio.ensure_future(subscription._rejoin())
+    await asyncio.sleep(0.05)  # the re-join now waits inside the old token group's join
+    await subscription.replace_token(old, new)
+    gate.set()
+    await rejoining
+
+    groups = get_channel_layer().groups
+    assert token_group(old) not in groups
+    assert token_group(new) in groups
+    await subscription.leave()
