@@ -59,7 +59,7 @@ class Pipeline:
     #: since an instant (asked once a connection has joined its groups).
     revoked_while_joining: Callable[[Claims, Any, float], Awaitable[bool]]
     #: ``None`` when no step can wait on I/O (static keys, token_user, no revocation check,
-    #: no rate limit): then there is nothing to bound, and no timer to arm per handshake.
+    #: no rate limit, no live revocation): nothing to bound, and no timer to arm per handshake.
     auth_timeout: float | None
     rate_limiter: FailureLimiter | None
 
@@ -69,7 +69,12 @@ class Pipeline:
         revocation_check = config.REVOCATION_CHECK
         rate = parse_rate(config.RATE_LIMIT)
         resolver = config.USER_RESOLVER
-        stateless = resolver is token_user and revocation_check is None and rate is None
+        stateless = (
+            resolver is token_user
+            and revocation_check is None
+            and rate is None
+            and not config.LIVE_REVOCATION
+        )
         may_wait = bool(config.JWK_URL) or not stateless
         return cls(
             extraction=ExtractionRules.from_config(config, is_trusted_origin),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -456,6 +457,36 @@ async def test_a_user_disconnected_before_the_handshake_may_connect_again(
     communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
 
     assert await communicator.receive_nothing(0.2)
+
+
+class SlowCache(LocMemCache):
+    """A cache whose reads take a second (a store that hangs)."""
+
+    def get_many(self, keys: Any, version: int | None = None) -> dict[str, Any]:
+        time.sleep(1)
+        return {}
+
+
+async def test_a_hanging_check_after_the_join_closes_4503_within_the_timeout(
+    configure: Configure, sockets: Sockets, settings: Any
+) -> None:
+    settings.CACHES = {
+        **settings.CACHES,
+        "slow": {"BACKEND": "tests.test_live.SlowCache", "LOCATION": "slow"},
+    }
+    configure(
+        LIVE_REVOCATION=True,
+        USER_RESOLVER="channels_jwt.users.token_user",
+        REVOCATION_CACHE="slow",
+        AUTH_TIMEOUT_SECONDS=0.3,
+    )
+    started = time.monotonic()
+
+    refused = await sockets.refused(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    assert refused == CLOSE_UNAVAILABLE
+    assert time.monotonic() - started < 0.9
+    assert get_channel_layer().groups == {}
 
 
 class UnreadableCache(LocMemCache):
