@@ -24,6 +24,12 @@ from tests.server_settings import (  # noqa: F401
 
 REDIS_DIR_ENV = "CHANNELS_JWT_REDIS_DIR"
 REDIS_URL_ENV = "CHANNELS_JWT_REDIS_URL"
+#: ``core`` (the default) or ``pubsub``: which channels_redis layer the processes use.
+REDIS_LAYER_ENV = "CHANNELS_JWT_REDIS_LAYER"
+LAYER_BACKENDS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
 _REDIS_DIR = os.environ.get(REDIS_DIR_ENV)
 _REDIS_URL = os.environ.get(REDIS_URL_ENV, "redis://127.0.0.1:6379/0")
 
@@ -46,7 +52,7 @@ CACHES = {
 }
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": LAYER_BACKENDS[os.environ.get(REDIS_LAYER_ENV, "core")],
         "CONFIG": {"hosts": [_REDIS_URL]},
     }
 }

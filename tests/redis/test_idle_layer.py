@@ -22,13 +22,11 @@ from channels_jwt import JWTAuthMiddleware, adisconnect_user
 from channels_jwt.users import token_user
 from tests.harness import MARKER, RecordingApp, close_message, token_for, websocket_scope
 from tests.redis.conftest import RedisServer
+from tests.redis.server_settings import LAYER_BACKENDS
 
 pytestmark = pytest.mark.live
 
-LAYERS = {
-    "core": "channels_redis.core.RedisChannelLayer",
-    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-}
+LAYERS = LAYER_BACKENDS
 #: Longer than every timeout under the layer (redis-py's default socket timeout is 5 s).
 IDLE_SECONDS = 6.5
 
