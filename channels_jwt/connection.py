@@ -246,6 +246,11 @@ class ConnectionGuard:
             loggable_path(self.scope),
         )
         try:
+            if not self._accepted and self.pipeline.reject_mode != "deny":
+                # Closed before the application accepted (the layer was lost meanwhile):
+                # accept first, as a rejection does, so the client gets the code.
+                await self._send(naming_marker({"type": "websocket.accept"}, self._marker))
+                self._accepted = True
             await self._send(close_message(code, reason))
         except Exception as exc:  # the server may already have gone away
             logger.warning("Closing the socket failed: %s", type(exc).__name__)

@@ -20,6 +20,7 @@ from channels.layers import BaseChannelLayer, get_channel_layer
 from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt.exceptions import ChannelsJWTError
+from channels_jwt.layerwatch import PROBE_SECONDS, LayerWatch, watch_of
 
 logger = logging.getLogger("channels_jwt")
 
@@ -27,8 +28,6 @@ logger = logging.getLogger("channels_jwt")
 REVOKE_MESSAGE = "channels_jwt.revoke"
 #: A receive that fails after waiting this long may have timed out idle, not lost the layer.
 MIN_WAIT_SECONDS = 1.0
-#: How long the layer has to answer (re-joining the groups) before it counts as lost.
-PROBE_SECONDS = 5.0
 
 
 def _digest(*parts: str) -> str:
@@ -92,6 +91,9 @@ class LiveSubscription:
         # A timer, not a task: it fires a few times a day, and costs far less while it waits.
         self._rejoin_timer: asyncio.TimerHandle | None = None
         self._rejoining: asyncio.Task[None] | None = None
+        self._watch: LayerWatch | None = None
+        self._lost = False
+        self._failing: asyncio.Task[None] | None = None
 
     async def join(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         """Join the groups (then :meth:`listen`); a layer failure is a 4503.
@@ -100,6 +102,10 @@ class LiveSubscription:
         use of a pooled connection fails although the server is back.
         """
         self._layer = channel_layer()
+        # Watched from before the join: a loss while joining is not missed.
+        self._watch = watch_of(self._layer, rejoin_interval(self._layer))
+        if self._watch is not None:
+            self._watch.add(self._layer_lost)
         try:
             await self._join_once(user_id, claims)
         except Exception:
@@ -112,12 +118,29 @@ class LiveSubscription:
 
     def listen(self) -> None:
         """Start listening: messages sent to the groups since :meth:`join` are not lost."""
+        if self._lost:
+            self._failing = asyncio.create_task(self._fail_lost())
+            return
         self._listener = asyncio.create_task(self._listen())
         self._schedule_rejoin()
 
+    def _layer_lost(self) -> None:
+        """The process's watch found the layer lost (it logged why): fail, once listening."""
+        self._lost = True
+        if self._listener is not None:
+            self._failing = asyncio.create_task(self._fail_lost())
+
+    async def _fail_lost(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            self._listener = None
+        await self._on_failure()
+
     async def _join_once(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         assert self._layer is not None
-        self._channel = await self._layer.new_channel("channels_jwt.")
+        # The default prefix: on channels_redis' core layer any other one is a second queue per
+        # process, read only when the consumers' receive lets go of a shared lock (seconds).
+        self._channel = await self._layer.new_channel()
         await self._add(user_group(user_id))
         await self._add(token_group(claims))
 
@@ -130,18 +153,23 @@ class LiveSubscription:
 
     async def leave(self) -> None:
         """Stop listening and leave every group (errors are logged, not raised)."""
+        if self._watch is not None:
+            self._watch.discard(self._layer_lost)
+            self._watch = None
         if self._rejoin_timer is not None:
             self._rejoin_timer.cancel()
             self._rejoin_timer = None
-        for task in (self._listener, self._rejoining):
+        for task in (self._listener, self._rejoining, self._failing):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-        self._listener = self._rejoining = None
+        self._listener = self._rejoining = self._failing = None
         for group in list(self._groups):
             try:
                 await self._discard(group)
             except Exception as exc:
-                logger.warning("Leaving a channels_jwt group failed: %s", type(exc).__name__)
+                # Expected of a layer already found lost (and said so once, for all).
+                level = logging.DEBUG if self._lost else logging.WARNING
+                logger.log(level, "Leaving a channels_jwt group failed: %s", type(exc).__name__)
                 self._groups.discard(group)
 
     async def _add(self, group: str) -> None:

@@ -84,7 +84,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # Above the layer's 5 s blocking pop, and more than redis-py's 100 connections
+            # (docs/open-connections.md, "Channel layers and outages").
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10, "max_connections": 1000}]
+            },
         }
     }
 else:

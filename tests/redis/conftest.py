@@ -23,7 +23,12 @@ import pytest
 import redis
 
 from tests.processes import ServerProcess, create_users, free_port, stop, wait_until_listening
-from tests.redis.server_settings import REDIS_DIR_ENV, REDIS_URL_ENV
+from tests.redis.server_settings import (
+    LAYER_BACKENDS,
+    REDIS_DIR_ENV,
+    REDIS_LAYER_ENV,
+    REDIS_URL_ENV,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLICATION = "tests.redis.asgi_app:application"
@@ -212,12 +217,22 @@ def uvicorn_pair(
             stop(process)
 
 
+@pytest.fixture(scope="session", params=sorted(LAYER_BACKENDS))
+def layer_environment(
+    request: pytest.FixtureRequest, environment: dict[str, str]
+) -> dict[str, str]:
+    """The processes' environment on each channels_redis layer in turn (core, pub/sub)."""
+    return {**environment, REDIS_LAYER_ENV: request.param}
+
+
 @pytest.fixture(scope="session")
 def servers(
-    redis_dir: Path, environment: dict[str, str], redis_users: RedisUsers
+    redis_dir: Path, layer_environment: dict[str, str], redis_users: RedisUsers
 ) -> Iterator[tuple[Server, Server]]:
     """Two uvicorn processes serving ``tests.redis.asgi_app``, sharing Redis and the DB."""
-    with uvicorn_pair(redis_dir, environment, APPLICATION, ("uvicorn-a", "uvicorn-b")) as pair:
+    layer = layer_environment[REDIS_LAYER_ENV]
+    names = (f"uvicorn-{layer}-a", f"uvicorn-{layer}-b")
+    with uvicorn_pair(redis_dir, layer_environment, APPLICATION, names) as pair:
         yield pair
 
 
@@ -225,14 +240,17 @@ ThirdProcess = Callable[..., None]
 
 
 @pytest.fixture
-def third_process(environment: dict[str, str]) -> ThirdProcess:
-    """Run ``python -m tests.redis.command ARGS`` (optionally with stdin) with the settings."""
+def third_process(layer_environment: dict[str, str]) -> ThirdProcess:
+    """Run ``python -m tests.redis.command ARGS`` (optionally with stdin) with the settings.
+
+    On the same channels_redis layer as ``servers``.
+    """
 
     def run(*args: str, stdin: str = "") -> None:
         completed = subprocess.run(
             [sys.executable, "-m", "tests.redis.command", *args],
             cwd=REPO_ROOT,
-            env=environment,
+            env=layer_environment,
             input=stdin,
             capture_output=True,
             text=True,

@@ -53,7 +53,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": LAYER_BACKENDS[os.environ.get(REDIS_LAYER_ENV, "core")],
-        "CONFIG": {"hosts": [_REDIS_URL]},
+        # What docs/open-connections.md advises for channels_redis 4.3 under redis-py 8: a
+        # socket timeout above the core layer's 5 s blocking pop (or every idle consumer's
+        # receive raises), and a pool larger than redis-py's default cap of 100.
+        "CONFIG": {
+            "hosts": [{"address": _REDIS_URL, "socket_timeout": 10, "max_connections": 10_000}]
+        },
     }
 }
 CHANNELS_JWT = {

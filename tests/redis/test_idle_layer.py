@@ -1,4 +1,4 @@
-"""Guarded sockets left idle on channels_redis (core and pub/sub layers), in-process.
+"""Guarded sockets on channels_redis (core and pub/sub layers), in-process: idle, and Redis lost.
 
 redis-py 8 gives every connection a socket timeout, and channels_redis 4.3's receive can
 outlast it while nothing is sent: the layer's receive then raises a timeout although Redis is
@@ -19,6 +19,7 @@ from channels.layers import channel_layers
 from django.test import override_settings
 
 from channels_jwt import JWTAuthMiddleware, adisconnect_user
+from channels_jwt.layerwatch import PROBE_SECONDS, WATCH_SECONDS
 from channels_jwt.users import token_user
 from tests.harness import MARKER, RecordingApp, close_message, token_for, websocket_scope
 from tests.redis.conftest import RedisServer
@@ -75,20 +76,10 @@ async def test_an_idle_guarded_socket_stays_open_and_reachable(redis_layer: str)
     await communicator.wait(5)
 
 
-@pytest.fixture
-def core_layer(redis_server: RedisServer) -> Iterator[None]:
-    """``CHANNEL_LAYERS`` on the session's Redis with channels_redis' core layer.
-
-    (The pub/sub layer retries a lost Redis inside its receive forever, and raises nothing a
-    listener could see: failing closed there needs a probe of its own, issue 15 item 8.)
-    """
-    with using_layer("core", redis_server):
-        yield
-
-
 async def test_a_layer_lost_while_idle_closes_with_4503(
-    core_layer: None, redis_server: RedisServer
+    redis_layer: str, redis_server: RedisServer
 ) -> None:
+    # The pub/sub layer's receive never raises while Redis is down: the watch's probe fails.
     communicator = await guarded_socket(4_100_000)
     assert await communicator.receive_nothing(1.5, interval=0.25)
 
@@ -97,6 +88,50 @@ async def test_a_layer_lost_while_idle_closes_with_4503(
     closed: Any = await communicator.receive_output(IDLE_SECONDS + 5)
     assert closed == close_message(4503, "auth_unavailable")
     await communicator.wait(5)
+
+
+async def test_after_a_redis_restart_no_guarded_socket_is_left_open_and_unreachable(
+    redis_layer: str, redis_server: RedisServer
+) -> None:
+    # Restarted without persistence, Redis has forgotten the core layer's group members: the
+    # watch's probe goes to nobody, and the sockets close with 4503. The pub/sub layer
+    # re-subscribes by itself within milliseconds: its sockets either close (a probe fell in
+    # the gap) or are still reached. Never open and deaf.
+    user_id = 4_150_000 + int(time.time()) % 1000
+    communicator = await guarded_socket(user_id)
+    assert await communicator.receive_nothing(1, interval=0.25)
+
+    redis_server.stop()
+    redis_server.start()
+    closed_by_the_watch = not await communicator.receive_nothing(
+        PROBE_SECONDS + WATCH_SECONDS + 2, interval=0.25
+    )
+    if not closed_by_the_watch:
+        await adisconnect_user(user_id)
+
+    closed: Any = await communicator.receive_output(5)
+    expected = (4503, "auth_unavailable") if closed_by_the_watch else (4441, "token_revoked")
+    assert closed == close_message(*expected)
+    if redis_layer == "core":
+        assert closed_by_the_watch
+    await communicator.wait(5)
+
+
+async def test_service_comes_back_with_redis(redis_layer: str, redis_server: RedisServer) -> None:
+    communicator = await guarded_socket(4_170_000)
+    redis_server.stop()
+    assert await communicator.receive_output(PROBE_SECONDS + WATCH_SECONDS + 5) == close_message(
+        4503, "auth_unavailable"
+    )
+    await communicator.wait(5)
+
+    redis_server.start()
+
+    user_id = 4_180_000 + int(time.time()) % 1000
+    after = await guarded_socket(user_id)
+    await adisconnect_user(user_id)
+    assert await after.receive_output(5) == close_message(4441, "token_revoked")
+    await after.wait(5)
 
 
 async def test_a_socket_open_past_the_core_layers_group_expiry_is_still_reached(
