@@ -87,7 +87,8 @@ if REDIS_URL:
             # Above the layer's 5 s blocking pop, and more than redis-py's 100 connections
             # (docs/open-connections.md, "Channel layers and outages").
             "CONFIG": {
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 10, "max_connections": 1000}]
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 10, "max_connections": 1000}],
+                "capacity": 1000,
             },
         }
     }

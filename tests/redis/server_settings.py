@@ -55,9 +55,11 @@ CHANNEL_LAYERS = {
         "BACKEND": LAYER_BACKENDS[os.environ.get(REDIS_LAYER_ENV, "core")],
         # What docs/open-connections.md advises for channels_redis 4.3 under redis-py 8: a
         # socket timeout above the core layer's 5 s blocking pop (or every idle consumer's
-        # receive raises), and a pool larger than redis-py's default cap of 100.
+        # receive raises), a pool larger than redis-py's default cap of 100, and room for a
+        # burst of revocations (the core layer drops what exceeds a process's capacity).
         "CONFIG": {
-            "hosts": [{"address": _REDIS_URL, "socket_timeout": 10, "max_connections": 10_000}]
+            "hosts": [{"address": _REDIS_URL, "socket_timeout": 10, "max_connections": 10_000}],
+            "capacity": 1000,
         },
     }
 }
