@@ -165,13 +165,14 @@ class ConnectionGuard:
         self._subscription: LiveSubscription | None = None
         connection._guarded_by(self)
 
-    async def start(self) -> None:
+    async def start(self, deadline: float | None = None) -> None:
         """Join the live-revocation groups when ``LIVE_REVOCATION`` is on.
 
         Then ask whether the token was revoked, or its user disconnected, since the handshake
         began (``started``): either may have sent its message before the groups had this
         connection in them. Only then listen, so no message sent after the join is missed.
-        Raises ``TokenRevoked`` (4441) when so.
+        Raises ``TokenRevoked`` (4441) when so. Both steps end by the handshake's
+        ``deadline``, or else raise a 4503 error.
         """
         if not self.pipeline.live_revocation:
             return
@@ -179,11 +180,20 @@ class ConnectionGuard:
         # The user's group is named by the canonical USER_ID_FIELD value, the one
         # disconnect_user() is given (a user, or that value), whatever the resolver returns.
         user_id = self.pipeline.user_id(self.connection.claims)
-        await subscription.join(user_id, self.connection.claims)
+        try:
+            await self.pipeline.bounded(
+                subscription.join(user_id, self.connection.claims),
+                "joining the channel layer",
+                deadline,
+            )
+        except BaseException:
+            await subscription.leave()
+            raise
         try:
             revoked = await self.pipeline.bounded(
                 self.pipeline.revoked_while_joining(self.connection.claims, user_id, self.started),
                 "the revocation check after joining",
+                deadline,
             )
         except BaseException as exc:
             await subscription.leave()

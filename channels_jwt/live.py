@@ -163,14 +163,24 @@ class LiveSubscription:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         self._listener = self._rejoining = self._failing = None
+        try:
+            await asyncio.wait_for(self._leave_groups(), PROBE_SECONDS)
+        except asyncio.TimeoutError:
+            self._leave_failed("TimeoutError")
+            self._groups.clear()
+
+    async def _leave_groups(self) -> None:
         for group in list(self._groups):
             try:
                 await self._discard(group)
             except Exception as exc:
-                # Expected of a layer already found lost (and said so once, for all).
-                level = logging.DEBUG if self._lost else logging.WARNING
-                logger.log(level, "Leaving a channels_jwt group failed: %s", type(exc).__name__)
+                self._leave_failed(type(exc).__name__)
                 self._groups.discard(group)
+
+    def _leave_failed(self, error: str) -> None:
+        # Expected of a layer already found lost (and said so once, for all).
+        level = logging.DEBUG if self._lost else logging.WARNING
+        logger.log(level, "Leaving a channels_jwt group failed: %s", error)
 
     async def _add(self, group: str) -> None:
         assert self._layer is not None

@@ -80,12 +80,14 @@ class JWTAuthMiddleware:
         failure: ChannelsJWTError
         try:
             pipeline = Pipeline.for_settings(self.settings)
+            # One deadline for everything the handshake waits on, from the count to the join.
+            deadline = pipeline.deadline()
             if pipeline.rate_limiter is not None:
-                address = await _begin_attempt(pipeline, pipeline.rate_limiter, scope)
+                address = await _begin_attempt(pipeline, pipeline.rate_limiter, scope, deadline)
                 counted = None if address is None else (pipeline, address)
             extraction = extract_token(scope, pipeline.extraction)
             inner_scope = _inner_scope(scope, extraction)
-            guard = await _identify(pipeline, extraction, inner_scope, receive, send)
+            guard = await _identify(pipeline, extraction, inner_scope, receive, send, deadline)
         except AuthenticationFailed as exc:
             failure = exc
         except ChannelsJWTError as exc:
@@ -163,7 +165,12 @@ def JWTAuthMiddlewareStack(
 
 
 async def _identify(
-    pipeline: Pipeline, extraction: Extraction, scope: Scope, receive: Receive, send: Send
+    pipeline: Pipeline,
+    extraction: Extraction,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    deadline: float | None,
 ) -> ConnectionGuard | None:
     """Set ``scope["user"]`` and ``scope["jwt"]``; return the guard of an authenticated one."""
     if extraction.token is None:
@@ -175,7 +182,7 @@ async def _identify(
         scope["jwt"] = None
         return None
     started = time.time()
-    claims, user = await pipeline.authenticate(extraction.token, scope)
+    claims, user = await pipeline.authenticate(extraction.token, scope, deadline)
     assert extraction.source is not None
     connection = JWTConnection(claims, extraction.source)
     guard = ConnectionGuard(
@@ -188,13 +195,15 @@ async def _identify(
         marker=pipeline.extraction.subprotocol if extraction.marker_offered else None,
         started=started,
     )
-    await guard.start()
+    await guard.start(deadline)
     scope["user"] = user
     scope["jwt"] = connection
     return guard
 
 
-async def _begin_attempt(pipeline: Pipeline, limiter: FailureLimiter, scope: Scope) -> str | None:
+async def _begin_attempt(
+    pipeline: Pipeline, limiter: FailureLimiter, scope: Scope, deadline: float | None
+) -> str | None:
     """Count the attempt as a failure until it ends otherwise: the address counted, if any.
 
     Raises ``RateLimited`` past the limit (that attempt not counted), and a 4503 error when
@@ -204,7 +213,7 @@ async def _begin_attempt(pipeline: Pipeline, limiter: FailureLimiter, scope: Sco
     if address is None:
         return None
     try:
-        limited = await pipeline.bounded(limiter.begin(address), "the rate limit check")
+        limited = await pipeline.bounded(limiter.begin(address), "the rate limit check", deadline)
     except ChannelsJWTError:
         raise
     except Exception as exc:

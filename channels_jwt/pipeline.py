@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -105,24 +106,38 @@ class Pipeline:
         """
         return settings.derived("pipeline", lambda: cls.from_config(config_of(settings)))
 
-    async def authenticate(self, token: str, scope: Scope) -> tuple[Mapping[str, Any], Any]:
+    async def authenticate(
+        self, token: str, scope: Scope, deadline: float | None = None
+    ) -> tuple[Mapping[str, Any], Any]:
         """Verify ``token``, check revocation, resolve the user: ``(claims, user)``.
 
         ``claims`` is a read-only mapping: the hooks, the user and ``scope["jwt"]`` share it.
 
         Raises an ``AuthenticationFailed`` for a bad token or user, and a root
         ``ChannelsJWTError`` (4503) when a key fetch, a revocation check or the user lookup
-        crashes or, together, takes longer than ``AUTH_TIMEOUT_SECONDS``: the connection
-        fails closed.
+        crashes or, together, runs past ``deadline`` (by default ``AUTH_TIMEOUT_SECONDS`` from
+        now): the connection fails closed.
         """
-        return await self.bounded(self._authenticate(token, scope), "authentication")
+        return await self.bounded(self._authenticate(token, scope), "authentication", deadline)
 
-    async def bounded(self, step: Awaitable[T], what: str) -> T:
-        """Await ``step`` for at most ``AUTH_TIMEOUT_SECONDS``, else raise a 4503 error."""
+    def deadline(self) -> float | None:
+        """When a handshake beginning now must have been decided (``time.monotonic()``).
+
+        ``None`` when nothing it does can wait (no bound is needed).
+        """
+        return None if self.auth_timeout is None else time.monotonic() + self.auth_timeout
+
+    async def bounded(self, step: Awaitable[T], what: str, deadline: float | None = None) -> T:
+        """Await ``step`` until ``deadline``, else raise a 4503 error.
+
+        Without a deadline, ``step`` has ``AUTH_TIMEOUT_SECONDS`` of its own. The steps of one
+        handshake share its deadline: together they never take longer.
+        """
         if self.auth_timeout is None:
             return await step
+        seconds = self.auth_timeout if deadline is None else deadline - time.monotonic()
         try:
-            return await _within(self.auth_timeout, step)
+            return await _within(max(seconds, 0.0), step)
         except asyncio.TimeoutError:
             raise ResolverError(f"{what} took over {self.auth_timeout:g} s") from None
 

@@ -332,6 +332,31 @@ async def test_failure_to_leave_the_groups_is_logged(
     assert caplog.messages.count("Leaving a channels_jwt group failed: ConnectionError") == 2
 
 
+class HangingDiscardLayer(InMemoryChannelLayer):
+    """Leaving a group never returns (a layer that stopped answering)."""
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_leaving_a_layer_that_does_not_answer_gives_up_in_time(
+    configure: Configure,
+    layer_backend: Callable[[type], None],
+    sockets: Sockets,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("channels_jwt.live.PROBE_SECONDS", 0.2)
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    configure(LIVE_REVOCATION=True)
+    layer_backend(HangingDiscardLayer)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+
+    await hang_up(communicator)  # the application has returned within TIMEOUT
+
+    assert "Leaving a channels_jwt group failed: TimeoutError" in caplog.messages
+
+
 async def test_refresh_while_the_layer_is_down_is_refused_with_4503(
     configure: Configure, layer_backend: Callable[[type], None], sockets: Sockets
 ) -> None:
@@ -487,6 +512,54 @@ async def test_a_hanging_check_after_the_join_closes_4503_within_the_timeout(
     assert refused == CLOSE_UNAVAILABLE
     assert time.monotonic() - started < 0.9
     assert get_channel_layer().groups == {}
+
+
+#: The prefix of the per-process watch's own group (channels_jwt.layerwatch).
+WATCH = "channels_jwt.watch."
+
+
+class SlowJoinLayer(InMemoryChannelLayer):
+    """Joining a group takes ``JOIN_SECONDS`` (a layer slow to answer); zero by default."""
+
+    join_seconds = 0.0
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await asyncio.sleep(self.join_seconds)
+        await super().group_add(group, channel)
+
+
+async def slow_token_user(claims: Any, scope: Any) -> Any:
+    await asyncio.sleep(0.3)
+    return await token_user(claims, scope)
+
+
+@pytest.mark.parametrize(
+    ("resolver_seconds", "join_seconds", "accepted"),
+    [(0.3, 0.0, True), (0.0, 0.3, True), (0.3, 0.3, False), (0.0, 60.0, False)],
+)
+async def test_the_join_shares_the_handshakes_deadline(
+    configure: Configure,
+    layer_backend: Callable[[type], None],
+    sockets: Sockets,
+    resolver_seconds: float,
+    join_seconds: float,
+    accepted: bool,
+) -> None:
+    # AUTH_TIMEOUT_SECONDS bounds the whole handshake: the lookup and the join together.
+    resolver = "tests.test_live.slow_token_user" if resolver_seconds else token_user
+    configure(LIVE_REVOCATION=True, USER_RESOLVER=resolver, AUTH_TIMEOUT_SECONDS=0.5)
+    layer_backend(SlowJoinLayer)
+    get_channel_layer().join_seconds = join_seconds
+    started = time.monotonic()
+
+    if accepted:
+        await hang_up(await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1)))
+    else:
+        refused = await sockets.refused(JWTAuthMiddleware(RecordingApp()), token_for(1))
+        assert refused == CLOSE_UNAVAILABLE
+        assert time.monotonic() - started < 0.9
+    joined = [group for group in get_channel_layer().groups if not group.startswith(WATCH)]
+    assert joined == []
 
 
 class UnreadableCache(LocMemCache):
