@@ -16,6 +16,7 @@ configuration of the connection in progress, or else the project's.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -27,6 +28,7 @@ from django.core import checks
 from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db.models import Field
 
+from channels_jwt.cachestores import shared_store, stores
 from channels_jwt.conf import DEFAULTS, Config, Settings, active_settings, import_callable, seconds
 from channels_jwt.exceptions import REASONS, CloseCode
 from channels_jwt.jwks import is_allowed_jwks_url
@@ -125,6 +127,7 @@ def _problems(settings: Settings) -> list[Message]:
     messages += _rejection(settings)
     messages += _revocation(settings)
     messages += _rate_limit(settings)
+    messages += _keeping_nothing(settings)
     return messages
 
 
@@ -653,6 +656,19 @@ def _revocation(settings: Settings) -> list[Message]:
                 id="channels_jwt.W005",
             )
         )
+    elif settings.value("LIVE_REVOCATION") is True and _core_capacity(layers) < LAYER_CAPACITY:
+        messages.append(
+            checks.Warning(
+                "CHANNELS_JWT LIVE_REVOCATION is on, with channels_redis' core layer at a "
+                f"capacity of {_core_capacity(layers)}: messages beyond what one process's "
+                "channels hold together are dropped without an error, so a burst of "
+                "disconnect_user or revoke_token calls leaves sockets open.",
+                hint=f"Set CHANNEL_LAYERS['default']['CONFIG']['capacity'] to at least "
+                f"{LAYER_CAPACITY} (more than the matching sockets one process may hold in a "
+                "burst), or use RedisPubSubChannelLayer, which has no capacity.",
+                id="channels_jwt.W009",
+            )
+        )
     alias = settings.value("REVOCATION_CACHE")
     if not _is_cache_alias(alias):
         messages.append(
@@ -668,7 +684,8 @@ def _revocation(settings: Settings) -> list[Message]:
                 f"CHANNELS_JWT REVOCATION_CACHE {alias!r} is a local-memory cache: revoke_token "
                 "reaches only this process, and culling drops entries before they expire.",
                 hint="Name a cache every server process shares that does not evict (Redis "
-                "with maxmemory-policy noeviction, or a database cache).",
+                "with maxmemory-policy noeviction, or a database cache with MAX_ENTRIES above "
+                "the most entries it will ever hold).",
                 id="channels_jwt.W006",
             )
         )
@@ -693,10 +710,46 @@ def _is_local_memory(alias: str) -> bool:
     return bool(backend == "django.core.cache.backends.locmem.LocMemCache")
 
 
+def _keeping_nothing(settings: Settings) -> list[Message]:
+    """The denylist, or the rate-limit counters, in a cache that keeps nothing (DummyCache)."""
+    uses = (
+        ("REVOCATION_CACHE", _uses_denylist(settings), "revoke_token revokes nothing"),
+        ("RATE_LIMIT_CACHE", settings.value("RATE_LIMIT") is not None, "nothing is limited"),
+    )
+    return [
+        checks.Warning(
+            f"CHANNELS_JWT {name} {settings.value(name)!r} is a dummy cache: it keeps nothing, "
+            f"so {effect}.",
+            hint="Name a cache every server process shares (Redis in production).",
+            id="channels_jwt.W008",
+        )
+        for name, used, effect in uses
+        if used and _is_cache_alias(settings.value(name)) and not stores(settings.value(name))
+    ]
+
+
 def _in_memory(layers: Any) -> bool:
     default = layers.get("default") if isinstance(layers, Mapping) else None
     backend = default.get("BACKEND") if isinstance(default, Mapping) else None
     return backend == "channels.layers.InMemoryChannelLayer"
+
+
+#: The least ``capacity`` of channels_redis' core layer that check W009 accepts.
+LAYER_CAPACITY = 1000
+_CORE_LAYER = "channels_redis.core.RedisChannelLayer"
+_CORE_DEFAULT_CAPACITY = 100
+
+
+def _core_capacity(layers: Any) -> float:
+    """The ``capacity`` of the default layer if it is channels_redis' core one, else infinity."""
+    default = layers.get("default") if isinstance(layers, Mapping) else None
+    if not isinstance(default, Mapping) or default.get("BACKEND") != _CORE_LAYER:
+        return math.inf
+    config = default.get("CONFIG")
+    capacity = config.get("capacity") if isinstance(config, Mapping) else None
+    if capacity is None:
+        return _CORE_DEFAULT_CAPACITY
+    return capacity if isinstance(capacity, int | float) else math.inf
 
 
 def _is_cache_alias(alias: Any) -> bool:
@@ -718,14 +771,26 @@ def _rate_limit(settings: Settings) -> list[Message]:
             )
         )
     alias = settings.value("RATE_LIMIT_CACHE")
-    shared = _is_cache_alias(alias) and alias == settings.value("REVOCATION_CACHE")
-    if shared and _uses_denylist(settings):
+    denylist = settings.value("REVOCATION_CACHE")
+    shared = _is_cache_alias(alias) and _is_cache_alias(denylist)
+    store = shared_store(alias, denylist) if shared and _uses_denylist(settings) else None
+    if store is not None:
+        where = (
+            f"RATE_LIMIT_CACHE and REVOCATION_CACHE are both {alias!r} ({store})"
+            if alias == denylist
+            else f"RATE_LIMIT_CACHE {alias!r} and REVOCATION_CACHE {denylist!r} both write to "
+            f"{store}"
+        )
         messages.append(
             checks.Warning(
-                f"CHANNELS_JWT RATE_LIMIT_CACHE and REVOCATION_CACHE are both {alias!r}.",
-                hint="Every failed handshake from a new address writes a counter; where the "
-                "store evicts, a flood of them drops denylist entries and revoked tokens work "
-                "again. Give the denylist a cache of its own that never evicts.",
+                f"CHANNELS_JWT {where}: the rate-limit counters share the denylist's memory "
+                "and its eviction.",
+                hint="Every failed handshake from a new address writes a counter; a flood of "
+                "them makes the store evict denylist entries (an LRU, LFU, random or volatile-* "
+                "policy, or culling), and revoked tokens work again, or fills one that never "
+                "evicts, and then handshakes fail with 4503. Another database number or key "
+                "prefix on the same server does not separate them: give the denylist a server "
+                "of its own with maxmemory-policy noeviction.",
                 id="channels_jwt.W007",
             )
         )

@@ -703,12 +703,30 @@ SHARED_CACHES = {
     "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://x"},
 }
 LIVE = {**CLEAN, "LIVE_REVOCATION": True, "REVOCATION_CACHE": "shared"}
-REDIS_LAYER = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer"}}
+CORE_LAYER = "channels_redis.core.RedisChannelLayer"
+REDIS_LAYER = {"default": {"BACKEND": CORE_LAYER, "CONFIG": {"capacity": 1000}}}
+DUMMY_CACHE = "django.core.cache.backends.dummy.DummyCache"
 
 
 @override_settings(CHANNEL_LAYERS=REDIS_LAYER, CACHES=SHARED_CACHES)
 def test_live_revocation_on_a_shared_layer_gives_no_problem() -> None:
     assert check_problems(run_checks(LIVE)) == []
+
+
+@pytest.mark.parametrize(
+    ("layer", "warned"),
+    [
+        ({"BACKEND": CORE_LAYER}, True),
+        ({"BACKEND": CORE_LAYER, "CONFIG": {"hosts": ["redis://r:6379"], "capacity": 999}}, True),
+        ({"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}, False),
+    ],
+)
+def test_live_revocation_on_the_core_layer_at_a_small_capacity_is_a_warning(
+    layer: dict[str, Any], warned: bool
+) -> None:
+    with override_settings(CHANNEL_LAYERS={"default": layer}, CACHES=SHARED_CACHES):
+        messages = run_checks(LIVE)
+    assert check_problems(messages) == (["channels_jwt.W009"] if warned else [])
 
 
 @override_settings(CACHES=SHARED_CACHES)
@@ -762,3 +780,12 @@ def test_a_denylist_beside_the_rate_limit_counters_is_a_warning() -> None:
     assert "evict" in only_check_message(messages, "channels_jwt.W007").hint
     assert check_problems(run_checks({**shared, "RATE_LIMIT_CACHE": "default"})) == []
     assert check_problems(run_checks({**shared, "REVOCATION_CHECK": never_revoked})) == []
+
+
+@override_settings(CACHES={**SHARED_CACHES, "dummy": {"BACKEND": DUMMY_CACHE}})
+def test_a_denylist_or_counters_in_a_dummy_cache_is_a_warning() -> None:
+    # More on where the denylist lives (W006, W007, W008) in test_denylist_store.py.
+    denylist = {**CLEAN, "REVOCATION_CHECK": cache_denylist, "REVOCATION_CACHE": "dummy"}
+    assert "keeps nothing" in only_check_message(run_checks(denylist), "channels_jwt.W008").msg
+    counters = {**CLEAN, "RATE_LIMIT": "20/min", "RATE_LIMIT_CACHE": "dummy"}
+    assert check_problems(run_checks(counters)) == ["channels_jwt.W008"]
