@@ -1,12 +1,16 @@
-"""Django app config: adding ``"channels_jwt"`` to ``INSTALLED_APPS`` registers the checks."""
+"""Django app config: adding ``"channels_jwt"`` to ``INSTALLED_APPS`` registers the checks.
+
+With simplejwt's blacklist app installed too, it also connects the logout bridge
+(:mod:`channels_jwt.logout`): a user's last logout closes their live sockets.
+"""
 
 from __future__ import annotations
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 
 
 class ChannelsJWTConfig(AppConfig):
-    """Registers channels_jwt's system checks."""
+    """Registers channels_jwt's system checks, and the logout bridge when it applies."""
 
     name = "channels_jwt"
     verbose_name = "Channels JWT"
@@ -15,3 +19,7 @@ class ChannelsJWTConfig(AppConfig):
         from channels_jwt.checks import register
 
         register()
+        if apps.is_installed("rest_framework_simplejwt.token_blacklist"):
+            from channels_jwt import logout
+
+            logout.connect(apps)

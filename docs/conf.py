@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 if "DJANGO_SETTINGS_MODULE" not in os.environ:
     settings.configure(
+        # simplejwt's settings read it at import (autodoc imports channels_jwt.logout).
+        SECRET_KEY="docs-build-only",  # noqa: S106 (signs nothing)
         INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "channels_jwt"],
         DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}},
     )
