@@ -21,7 +21,7 @@ from django.test import override_settings
 from channels_jwt import JWTAuthMiddleware, adisconnect_user
 from channels_jwt.layerwatch import PROBE_SECONDS, WATCH_SECONDS
 from channels_jwt.users import token_user
-from tests.harness import MARKER, RecordingApp, close_message, token_for, websocket_scope
+from tests.harness import MARKER, RecordingApp, close_message, hang_up, token_for, websocket_scope
 from tests.redis.conftest import RedisServer
 from tests.redis.server_settings import LAYER_BACKENDS
 
@@ -73,7 +73,7 @@ async def test_an_idle_guarded_socket_stays_open_and_reachable(redis_layer: str)
     await adisconnect_user(user_id)
     closed: Any = await communicator.receive_output(5)
     assert closed == close_message(4441, "token_revoked")
-    await communicator.wait(5)
+    await hang_up(communicator)
 
 
 async def test_a_layer_lost_while_idle_closes_with_4503(
@@ -87,7 +87,7 @@ async def test_a_layer_lost_while_idle_closes_with_4503(
 
     closed: Any = await communicator.receive_output(IDLE_SECONDS + 5)
     assert closed == close_message(4503, "auth_unavailable")
-    await communicator.wait(5)
+    await hang_up(communicator)
 
 
 async def test_after_a_redis_restart_no_guarded_socket_is_left_open_and_unreachable(
@@ -114,7 +114,7 @@ async def test_after_a_redis_restart_no_guarded_socket_is_left_open_and_unreacha
     assert closed == close_message(*expected)
     if redis_layer == "core":
         assert closed_by_the_watch
-    await communicator.wait(5)
+    await hang_up(communicator)
 
 
 async def test_service_comes_back_with_redis(redis_layer: str, redis_server: RedisServer) -> None:
@@ -123,7 +123,7 @@ async def test_service_comes_back_with_redis(redis_layer: str, redis_server: Red
     assert await communicator.receive_output(PROBE_SECONDS + WATCH_SECONDS + 5) == close_message(
         4503, "auth_unavailable"
     )
-    await communicator.wait(5)
+    await hang_up(communicator)
 
     redis_server.start()
 
@@ -131,7 +131,7 @@ async def test_service_comes_back_with_redis(redis_layer: str, redis_server: Red
     after = await guarded_socket(user_id)
     await adisconnect_user(user_id)
     assert await after.receive_output(5) == close_message(4441, "token_revoked")
-    await after.wait(5)
+    await hang_up(after)
 
 
 async def test_a_socket_open_past_the_core_layers_group_expiry_is_still_reached(
@@ -148,4 +148,4 @@ async def test_a_socket_open_past_the_core_layers_group_expiry_is_still_reached(
 
         closed: Any = await communicator.receive_output(5)
         assert closed == close_message(4441, "token_revoked")
-        await communicator.wait(5)
+        await hang_up(communicator)
