@@ -1,7 +1,10 @@
 """Test matrix: each supported (Python, Django) pair, plus the lowest declared dependencies.
 
-Coverage is combined across every session (``make test``), so a line that only one Python or
-Django reaches still counts.
+Every session runs the in-process suite. The folders that start real processes (servers,
+Redis, PostgreSQL, Chromium) are shared out so that each runs on at least two sessions, every
+Python runs some, and the newest pair runs them all: the whole of ``make test`` stays within
+the 30 minutes CI allows it on a 2-core machine. Coverage is combined across every session,
+so a line that only one Python or Django reaches still counts.
 """
 
 from __future__ import annotations
@@ -19,13 +22,19 @@ nox.options.error_on_missing_interpreters = True
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 
-#: (Python, Django, database of the in-process tests): what the classifiers promise.
+#: The folders of tests that start real processes (tests/<name>).
+REAL_PROCESSES = ("live", "redis", "postgres", "e2e")
+
+#: (Python, Django, database of the in-process tests, real-process folders): what the
+#: classifiers promise.
 MATRIX = [
-    ("3.10", "5.2", "sqlite"),
-    ("3.11", "5.2", "sqlite"),
-    ("3.12", "6.0", "postgresql"),
-    ("3.13", "6.1", "sqlite"),
+    ("3.10", "5.2", "sqlite", ("live", "redis")),
+    ("3.11", "5.2", "sqlite", ("e2e",)),
+    ("3.12", "6.0", "postgresql", ("postgres", "redis")),
+    ("3.13", "6.1", "sqlite", ("live", "redis", "postgres", "e2e")),
 ]
+#: The real-process folders of the session with the lowest declared dependencies.
+LOWEST_REAL_PROCESSES = ("live",)
 LOWEST_PYTHON = "3.10"
 
 
@@ -47,36 +56,44 @@ def lowest_constraints() -> list[str]:
     return pins
 
 
-def run_suite(session: nox.Session, *, database: str = "sqlite") -> None:
-    """Run pytest under coverage; ``database`` is what the in-process tests use."""
+def run_suite(
+    session: nox.Session, *, real_processes: tuple[str, ...], database: str = "sqlite"
+) -> None:
+    """Run pytest under coverage: the in-process suite and the ``real_processes`` folders.
+
+    ``database`` is what the in-process tests use.
+    """
     env = {"CHANNELS_JWT_TEST_DATABASE": database}
-    session.run("coverage", "run", "-m", "pytest", *session.posargs, env=env)
+    skipped = [f"--ignore=tests/{name}" for name in REAL_PROCESSES if name not in real_processes]
+    session.run("coverage", "run", "-m", "pytest", *skipped, *session.posargs, env=env)
 
 
 @nox.session
 @nox.parametrize(
-    ("python", "django", "database"),
-    [(interpreter(python), django, database) for python, django, database in MATRIX],
-    ids=[f"py{python}-django{django}-{database}" for python, django, database in MATRIX],
+    ("python", "django", "database", "real_processes"),
+    [(interpreter(python), django, database, real) for python, django, database, real in MATRIX],
+    ids=[f"py{python}-django{django}-{database}" for python, django, database, _ in MATRIX],
 )
-def tests(session: nox.Session, django: str, database: str) -> None:
-    """The whole suite on one (Python, Django) pair of the matrix."""
+def tests(
+    session: nox.Session, django: str, database: str, real_processes: tuple[str, ...]
+) -> None:
+    """The in-process suite and its share of the real processes on one pair of the matrix."""
     session.install(
         "-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"), f"django~={django}.0"
     )
-    run_suite(session, database=database)
+    run_suite(session, real_processes=real_processes, database=database)
 
 
 @nox.session(python=interpreter(LOWEST_PYTHON))
 def lowest(session: nox.Session) -> None:
-    """The whole suite on the lowest Python and every runtime dependency at its lower bound."""
+    """The in-process suite and the live servers on the lowest Python and dependencies."""
     constraints = Path(session.create_tmp()) / "lowest.txt"
     constraints.write_text("\n".join(lowest_constraints()) + "\n")
     session.install(
         "-e", ".", *nox.project.dependency_groups(PYPROJECT, "test"), "-c", str(constraints)
     )
     session.run("pip", "list", "--format=freeze")
-    run_suite(session)
+    run_suite(session, real_processes=LOWEST_REAL_PROCESSES)
 
 
 @nox.session(python=interpreter("3.13"))

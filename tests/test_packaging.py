@@ -29,7 +29,9 @@ def nox_constant(name: str) -> Any:
     raise LookupError(name)
 
 
-MATRIX: list[tuple[str, str, str]] = nox_constant("MATRIX")
+MATRIX: list[tuple[str, str, str, tuple[str, ...]]] = nox_constant("MATRIX")
+REAL_PROCESSES: tuple[str, ...] = nox_constant("REAL_PROCESSES")
+LOWEST_REAL_PROCESSES: tuple[str, ...] = nox_constant("LOWEST_REAL_PROCESSES")
 
 
 def classifier_versions(prefix: str) -> set[str]:
@@ -42,22 +44,34 @@ def classifier_versions(prefix: str) -> set[str]:
 
 def test_python_classifiers_are_the_tested_pythons() -> None:
     assert classifier_versions("Programming Language :: Python :: ") == {
-        python for python, _, _ in MATRIX
+        python for python, *_ in MATRIX
     }
 
 
 def test_django_classifiers_are_the_tested_djangos() -> None:
-    assert classifier_versions("Framework :: Django :: ") == {django for _, django, _ in MATRIX}
+    assert classifier_versions("Framework :: Django :: ") == {django for _, django, *_ in MATRIX}
 
 
 def test_the_lowest_tested_python_and_django_are_the_declared_minimums() -> None:
     lowest_python = min(MATRIX, key=lambda row: tuple(map(int, row[0].split("."))))[0]
     assert PROJECT["requires-python"] == f">={lowest_python}"
-    assert f"django>={min(django for _, django, _ in MATRIX)}" in PROJECT["dependencies"]
+    assert f"django>={min(django for _, django, *_ in MATRIX)}" in PROJECT["dependencies"]
 
 
 def test_both_databases_are_in_the_matrix() -> None:
-    assert {database for _, _, database in MATRIX} == {"sqlite", "postgresql"}
+    assert {database for _, _, database, _ in MATRIX} == {"sqlite", "postgresql"}
+
+
+def test_every_folder_of_real_processes_runs_on_two_sessions_and_all_on_the_newest() -> None:
+    # Folders of tests that start no process of their own run on every session anyway.
+    in_process = {"catalogue", "properties", "stress", "uuid_users", "interop"}
+    folders = {path.name for path in (ROOT / "tests").iterdir() if (path / "__init__.py").exists()}
+    assert folders - in_process == set(REAL_PROCESSES)
+    sessions = [real for *_, real in MATRIX] + [LOWEST_REAL_PROCESSES]
+    for folder in REAL_PROCESSES:
+        assert sum(folder in real for real in sessions) >= 2, folder
+    newest = max(MATRIX, key=lambda row: tuple(map(int, row[0].split("."))))
+    assert set(newest[3]) == set(REAL_PROCESSES)
 
 
 def test_readme_names_exactly_the_tested_versions() -> None:
@@ -65,8 +79,8 @@ def test_readme_names_exactly_the_tested_versions() -> None:
     line = readme[readme.index("Supported and tested:") :].split("\n\n")[0]
     pythons = set(re.findall(r"\b3\.1\d\b", line.split(";")[0]))
     djangos = set(re.findall(r"\b\d\.\d\b", line.split(";")[1]))
-    assert pythons == {python for python, _, _ in MATRIX}
-    assert djangos == {django for _, django, _ in MATRIX}
+    assert pythons == {python for python, *_ in MATRIX}
+    assert djangos == {django for _, django, *_ in MATRIX}
 
 
 def test_only_the_testing_extra_is_published() -> None:
