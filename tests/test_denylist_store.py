@@ -81,6 +81,14 @@ def problems(**settings: Any) -> list[str]:
 
 SHARED = [
     pytest.param(
+        cache(REDIS, "cache:6379"), cache(REDIS, "cache:6379"), id="redis-no-scheme-as-written"
+    ),
+    pytest.param(
+        cache(REDIS, "redis://cache:port/0"),
+        cache(REDIS, "redis://cache:port/0", KEY_PREFIX="counters"),
+        id="redis-unreadable-port-as-written",
+    ),
+    pytest.param(
         cache(REDIS, "redis://cache:6379/0"), cache(REDIS, "redis://cache:6379/1"), id="redis-db"
     ),
     pytest.param(
@@ -208,6 +216,12 @@ SEPARATE = [
     ),
     pytest.param(
         cache("example.Cache", "a"), cache("example.Cache", "b"), id="other-backend-locations"
+    ),
+    pytest.param(
+        # A port that is not a number: each URL is compared as written.
+        cache(REDIS, "redis://cache:port/0"),
+        cache(REDIS, "redis://cache:port/1"),
+        id="redis-unreadable-port",
     ),
 ]
 

@@ -132,6 +132,51 @@ async def test_a_layer_that_raises_is_lost_and_named(
     ]
 
 
+class HangingLayer(InMemoryChannelLayer):
+    """Group messages never return once ``hung`` (a server that stopped answering)."""
+
+    hung = False
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        if self.hung:
+            await asyncio.Event().wait()
+        await super().group_send(group, message)
+
+
+async def test_a_layer_that_stops_answering_is_lost(fast_watch: None) -> None:
+    layer = HangingLayer()
+    watch = LayerWatch(layer, asyncio.get_running_loop(), None)
+    lost = Lost()
+    watch.add(lost)
+    await asyncio.sleep(0.05)
+
+    layer.hung = True
+
+    await probes_until(lambda: lost.calls == 1)
+
+
+class SlowChannelLayer(InMemoryChannelLayer):
+    """A new channel takes a moment (a layer slow to answer)."""
+
+    async def new_channel(self, prefix: str = "specific.") -> str:
+        await asyncio.sleep(0.2)
+        return await super().new_channel(prefix)
+
+
+async def test_a_watch_stopped_before_it_has_a_channel_leaves_nothing(fast_watch: None) -> None:
+    layer = SlowChannelLayer()
+    watch = LayerWatch(layer, asyncio.get_running_loop(), None)
+    lost = Lost()
+    watch.add(lost)
+    await asyncio.sleep(0.05)
+
+    watch.discard(lost)  # while the watch waits for its channel
+    await asyncio.sleep(0.3)
+
+    assert not layer.groups
+    assert lost.calls == 0
+
+
 async def test_the_next_watcher_after_a_loss_starts_a_new_watch(fast_watch: None) -> None:
     layer = RaisingLayer()
     watch = LayerWatch(layer, asyncio.get_running_loop(), None)

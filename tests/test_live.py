@@ -40,6 +40,9 @@ from tests.harness import (
     warnings_of,
 )
 
+#: The prefix of the per-process watch's own group (channels_jwt.layerwatch).
+WATCH = "channels_jwt.watch."
+
 
 class UnreachableLayer(InMemoryChannelLayer):
     """A layer whose server cannot be reached: every group operation fails."""
@@ -399,7 +402,11 @@ async def test_a_socket_open_past_the_group_expiry_is_still_reached(
 
 
 class ExpiringLayer(InMemoryChannelLayer):
-    """Joins work until ``down``, then fail; members expire after one second."""
+    """A connection's joins work until ``down``, then fail; members expire after one second.
+
+    The process's watch (its own group) is not affected: the connection's own re-join finds
+    the failure.
+    """
 
     down = False
 
@@ -407,7 +414,7 @@ class ExpiringLayer(InMemoryChannelLayer):
         super().__init__(group_expiry=1, **kwargs)
 
     async def group_add(self, group: str, channel: str) -> None:
-        if ExpiringLayer.down:
+        if ExpiringLayer.down and not group.startswith(WATCH):
             raise ConnectionError("layer is down")
         await super().group_add(group, channel)
 
@@ -417,7 +424,9 @@ async def test_a_failed_rejoin_closes_with_4503(
     sockets: Sockets,
     layer_backend: Callable[[type], None],
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
     layer_backend(ExpiringLayer)
     configure(LIVE_REVOCATION=True)
     communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
@@ -425,6 +434,7 @@ async def test_a_failed_rejoin_closes_with_4503(
     monkeypatch.setattr(ExpiringLayer, "down", True)
 
     assert await communicator.receive_output(TIMEOUT) == CLOSE_UNAVAILABLE
+    assert "channels_jwt lost the channel layer: re-joining its groups failed" in caplog.messages
 
 
 def test_layers_without_a_group_expiry_are_never_rejoined() -> None:
@@ -512,10 +522,6 @@ async def test_a_hanging_check_after_the_join_closes_4503_within_the_timeout(
     assert refused == CLOSE_UNAVAILABLE
     assert time.monotonic() - started < 0.9
     assert get_channel_layer().groups == {}
-
-
-#: The prefix of the per-process watch's own group (channels_jwt.layerwatch).
-WATCH = "channels_jwt.watch."
 
 
 class SlowJoinLayer(InMemoryChannelLayer):

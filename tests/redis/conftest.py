@@ -110,6 +110,46 @@ class RedisServer:
             self.process = None
 
 
+@contextmanager
+def own_redis(directory: Path, *options: str) -> Iterator[redis.Redis]:
+    """A ``redis-server`` of the test's own (not the session's) with ``options``; stopped after.
+
+    Its data and log go to ``directory`` (made if missing). The client it yields has short
+    timeouts; a missing ``redis-server`` fails the test.
+    """
+    executable = shutil.which("redis-server")
+    if executable is None:
+        pytest.fail("redis-server is not installed: these tests must not be skipped.")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = directory / "redis.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [
+                *(executable, "--port", str(port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(directory), *options),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=START_TIMEOUT)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.exceptions.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    pytest.fail("redis-server never answered PING:\n" + log_path.read_text())
+                time.sleep(0.02)
+        yield client
+    finally:
+        client.close()
+        stop(process)
+
+
 @dataclass(frozen=True)
 class RedisUsers:
     """Primary keys of the users in the servers' database."""
@@ -239,6 +279,27 @@ def servers(
 ThirdProcess = Callable[..., None]
 
 
+def run_command(module: str, environment: dict[str, str], *args: str, stdin: str = "") -> str:
+    """Run ``python -m MODULE ARGS`` (optionally with stdin) in ``environment``; its output.
+
+    A third process, as a view, a task or a management command would be; its failure fails
+    the test.
+    """
+    completed = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=REPO_ROOT,
+        env=environment,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=COMMAND_TIMEOUT,
+        check=False,
+    )
+    if completed.returncode != 0:
+        pytest.fail(f"the third process failed ({completed.returncode}):\n{completed.stderr}")
+    return completed.stdout
+
+
 @pytest.fixture
 def third_process(layer_environment: dict[str, str]) -> ThirdProcess:
     """Run ``python -m tests.redis.command ARGS`` (optionally with stdin) with the settings.
@@ -247,17 +308,6 @@ def third_process(layer_environment: dict[str, str]) -> ThirdProcess:
     """
 
     def run(*args: str, stdin: str = "") -> None:
-        completed = subprocess.run(
-            [sys.executable, "-m", "tests.redis.command", *args],
-            cwd=REPO_ROOT,
-            env=layer_environment,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=COMMAND_TIMEOUT,
-            check=False,
-        )
-        if completed.returncode != 0:
-            pytest.fail(f"the third process failed ({completed.returncode}):\n{completed.stderr}")
+        run_command("tests.redis.command", layer_environment, *args, stdin=stdin)
 
     return run

@@ -22,9 +22,6 @@ of its own, and the server's memory would be theirs, freed whenever they are col
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -50,7 +47,7 @@ from tests.harness import (
     hs_token,
     websocket_scope,
 )
-from tests.processes import free_port, stop
+from tests.redis.conftest import own_redis
 
 pytestmark = pytest.mark.live
 
@@ -77,42 +74,6 @@ ACCEPTED = "accepted"
 REVOKED = close_message(4441, "token_revoked")
 MISSING = close_message(4401, "token_missing")
 UNAVAILABLE = close_message(4503, "auth_unavailable")
-
-
-@contextmanager
-def redis_server(directory: Path, *options: str) -> Iterator[redis.Redis]:
-    """A ``redis-server`` of this test's own with ``options``; stopped at the end."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail("redis-server is not installed: these tests must not be skipped.")
-    directory.mkdir()
-    port = free_port()
-    log_path = directory / "redis.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                *(executable, "--port", str(port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(directory), *options),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=TIMEOUT)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("redis-server never answered PING:\n" + log_path.read_text())
-                time.sleep(0.02)
-        yield client
-    finally:
-        client.close()
-        stop(process)
 
 
 def cache_on(server: redis.Redis, database: int = 0, **options: Any) -> dict[str, Any]:
@@ -219,8 +180,8 @@ async def test_a_flood_leaves_the_denylist_of_the_recommended_setup_alone(
     tmp_path: Path,
 ) -> None:
     with (
-        redis_server(tmp_path / "denylist", "--maxmemory-policy", "noeviction") as denylist,
-        redis_server(tmp_path / "counters", "--maxmemory-policy", "allkeys-lru") as counters,
+        own_redis(tmp_path / "denylist", "--maxmemory-policy", "noeviction") as denylist,
+        own_redis(tmp_path / "counters", "--maxmemory-policy", "allkeys-lru") as counters,
         project({"denylist": cache_on(denylist), "ratelimit": cache_on(counters)}),
     ):
         app = JWTAuthMiddleware(GreetingApp())
@@ -253,7 +214,7 @@ async def test_a_flood_evicts_the_denylist_entry_from_a_shared_server(
     overrides: dict[str, Any],
 ) -> None:
     with (
-        redis_server(tmp_path / "shared", "--maxmemory-policy", policy) as shared,
+        own_redis(tmp_path / "shared", "--maxmemory-policy", policy) as shared,
         project(
             {"denylist": cache_on(shared), "ratelimit": cache_on(shared, **counters)},
             **overrides,
@@ -274,7 +235,7 @@ async def test_a_shared_server_that_never_evicts_fills_up_and_fails_handshakes(
     tmp_path: Path,
 ) -> None:
     with (
-        redis_server(tmp_path / "shared", "--maxmemory-policy", "noeviction") as shared,
+        own_redis(tmp_path / "shared", "--maxmemory-policy", "noeviction") as shared,
         project({"denylist": cache_on(shared), "ratelimit": cache_on(shared, 1)}),
     ):
         app = JWTAuthMiddleware(GreetingApp())

@@ -10,8 +10,6 @@ no configuration, is what reaches the servers' sockets.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -21,11 +19,10 @@ import pytest
 from tests.processes import create_users
 from tests.redis.conftest import (
     APPLICATION,
-    COMMAND_TIMEOUT,
-    REPO_ROOT,
     RedisServer,
     Server,
     process_environment,
+    run_command,
     uvicorn_pair,
 )
 from tests.redis.test_redis import REVOKED, closes_of, is_open, open_socket
@@ -62,19 +59,7 @@ def logout_servers(
 
 def simplejwt_process(environment: dict[str, str], *args: str, stdin: str = "") -> str:
     """Run ``python -m tests.redis.logout_command ARGS``; its standard output."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "tests.redis.logout_command", *args],
-        cwd=REPO_ROOT,
-        env=environment,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=COMMAND_TIMEOUT,
-        check=False,
-    )
-    if completed.returncode != 0:
-        pytest.fail(f"the third process failed ({completed.returncode}):\n{completed.stderr}")
-    return completed.stdout
+    return run_command("tests.redis.logout_command", environment, *args, stdin=stdin)
 
 
 async def test_the_last_logout_through_simplejwt_closes_the_users_sockets_on_both_servers(

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -39,9 +37,9 @@ from tests.harness import (
     warnings_of,
     websocket_scope,
 )
-from tests.processes import free_port, stop
+from tests.processes import free_port
 from tests.redis.asgi_app_ratelimit import MANY_COUNT, RATE_COUNT
-from tests.redis.conftest import RedisServer, RedisUsers, Server, uvicorn_pair
+from tests.redis.conftest import RedisServer, RedisUsers, Server, own_redis, uvicorn_pair
 from tests.redis.server_settings import SIGNING_KEY
 
 #: Tokens signed with this suite's servers' key.
@@ -172,41 +170,6 @@ async def test_handshakes_succeed_again_once_redis_is_back(
 
 
 # Reading the count works, counting does not: a read-only replica, paused writes.
-
-
-@contextmanager
-def own_redis(directory: Path, *options: str) -> Iterator[redis.Redis]:
-    """A ``redis-server`` of this test's own (not the session's), with ``options``."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        pytest.fail("redis-server is not installed: these tests must not be skipped.")
-    port = free_port()
-    log_path = directory / "redis.log"
-    with log_path.open("wb") as log_file:
-        process = subprocess.Popen(
-            [
-                *(executable, "--port", str(port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(directory), *options),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=TIMEOUT)
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.exceptions.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    pytest.fail("redis-server never answered PING:\n" + log_path.read_text())
-                time.sleep(0.02)
-        yield client
-    finally:
-        client.close()
-        stop(process)
 
 
 @contextmanager
