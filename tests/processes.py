@@ -124,19 +124,7 @@ def create_users(
     Run in a subprocess with the servers' own settings module (``DJANGO_SETTINGS_MODULE`` in
     ``environment``), so the servers see the rows. Returns each new user's pk by username.
     """
-    completed = subprocess.run(
-        [sys.executable, "-c", _CREATE_USERS, json.dumps(users)],
-        cwd=REPO_ROOT,
-        env=dict(environment),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if completed.returncode != 0:
-        pytest.fail(f"database set-up failed:\n{completed.stderr}")
-    pks: dict[str, int] = json.loads(completed.stdout.strip().splitlines()[-1])
-    return pks
+    return _set_up(_CREATE_USERS, environment, json.dumps(users), argument=True)
 
 
 _BULK_CREATE_USERS = """
@@ -164,11 +152,24 @@ def bulk_create_users(environment: Mapping[str, str], usernames: list[str]) -> d
     Like :func:`create_users`, in a subprocess with the servers' settings, but for thousands:
     the users get an unusable password (nothing to hash). Returns each new pk by username.
     """
+    pks = _set_up(_BULK_CREATE_USERS, environment, json.dumps(usernames), argument=False)
+    if len(pks) != len(usernames):
+        pytest.fail(f"database set-up created {len(pks)} of {len(usernames)} users")
+    return pks
+
+
+def _set_up(
+    script: str, environment: Mapping[str, str], data: str, *, argument: bool
+) -> dict[str, int]:
+    """Run a set-up ``script`` with the servers' settings, ``data`` as its argument or stdin.
+
+    Returns the JSON object its last line prints; a failure fails the test.
+    """
     completed = subprocess.run(
-        [sys.executable, "-c", _BULK_CREATE_USERS],
+        [sys.executable, "-c", script, *([data] if argument else [])],
         cwd=REPO_ROOT,
         env=dict(environment),
-        input=json.dumps(usernames),
+        input=None if argument else data,
         capture_output=True,
         text=True,
         timeout=120,
@@ -176,7 +177,5 @@ def bulk_create_users(environment: Mapping[str, str], usernames: list[str]) -> d
     )
     if completed.returncode != 0:
         pytest.fail(f"database set-up failed:\n{completed.stderr}")
-    pks: dict[str, int] = json.loads(completed.stdout.strip().splitlines()[-1])
-    if len(pks) != len(usernames):
-        pytest.fail(f"database set-up created {len(pks)} of {len(usernames)} users")
-    return pks
+    result: dict[str, int] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result

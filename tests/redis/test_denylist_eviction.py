@@ -48,6 +48,7 @@ from tests.harness import (
     websocket_scope,
 )
 from tests.redis.conftest import own_redis
+from tests.test_denylist_store import GreetingApp
 
 pytestmark = pytest.mark.live
 
@@ -94,17 +95,6 @@ def project(caches_by_alias: dict[str, dict[str, Any]], **settings: Any) -> Iter
         for alias in caches_by_alias:
             caches[alias].get("warm-up")
         yield
-
-
-class GreetingApp:
-    """Accepts and greets, so an accepted handshake is told from a refused one."""
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        assert (await receive())["type"] == "websocket.connect"
-        await send({"type": "websocket.accept", "subprotocol": MARKER})
-        await send({"type": "websocket.send", "text": "welcome"})
-        while (await receive())["type"] != "websocket.disconnect":
-            pass
 
 
 async def handshake(app: Any, token: str | None, address: str) -> Any:
