@@ -109,7 +109,7 @@ class LiveSubscription:
         try:
             await self._join_once(user_id, claims)
         except Exception:
-            await self.leave()
+            await self._leave_groups_in_time()  # still watched: the second try may succeed
             try:
                 await self._join_once(user_id, claims)
             except Exception as exc:
@@ -163,6 +163,9 @@ class LiveSubscription:
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         self._listener = self._rejoining = self._failing = None
+        await self._leave_groups_in_time()
+
+    async def _leave_groups_in_time(self) -> None:
         try:
             await asyncio.wait_for(self._leave_groups(), PROBE_SECONDS)
         except asyncio.TimeoutError:

@@ -334,6 +334,32 @@ async def test_a_loss_while_joining_fails_the_subscription_as_it_starts_listenin
     assert watch.watching == 0
 
 
+class StaleThenDeafLayer(DeafLayer):
+    """A connection's first join fails once (a stale pooled connection); the watch's does not."""
+
+    stale = True
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if self.stale and not group.startswith("channels_jwt.watch."):
+            self.stale = False
+            raise ConnectionError("connection closed by server")
+        await super().group_add(group, channel)
+
+
+async def test_a_join_tried_twice_is_still_watched(
+    configure: Configure, settings: Any, fast_watch: None, sockets: Sockets
+) -> None:
+    backend = f"{StaleThenDeafLayer.__module__}.{StaleThenDeafLayer.__qualname__}"
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": backend}}
+    configure(LIVE_REVOCATION=True)
+    communicator = await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1))
+    assert not get_channel_layer().stale  # the first join failed, the second one did not
+
+    get_channel_layer().deaf = True
+
+    assert await communicator.receive_output(TIMEOUT) == CLOSE_UNAVAILABLE
+
+
 async def test_leaving_stops_watching(deaf_layer: None, fast_watch: None) -> None:
     calls = Calls()
     subscription = LiveSubscription(calls.revoked, calls.failed)
