@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "QUERY_PARAM": "token",
     "HEADER_SCHEME": "Bearer",
     "COOKIE_NAME": None,
+    "MESSAGE_FORMAT": "json",
+    "MESSAGE_TIMEOUT_SECONDS": 5,
+    "MESSAGE_SUBPROTOCOLS": ("graphql-transport-ws", "graphql-ws"),
     "MAX_TOKEN_BYTES": 8192,
     "ALLOW_ANONYMOUS": False,
     "USER_RESOLVER": "channels_jwt.users.database_user",
@@ -220,6 +223,17 @@ def import_callable(value: Any) -> Callable[..., Any] | None:
     return value  # type: ignore[no-any-return]
 
 
+#: The ``MESSAGE_FORMAT`` names channels_jwt reads itself (anything else is a dotted path).
+MESSAGE_FORMATS = ("json", "graphql-ws")
+
+
+def message_format(value: Any) -> str | Callable[..., Any]:
+    """A built-in ``MESSAGE_FORMAT`` name as given; a dotted path imported; a callable as is."""
+    if value in MESSAGE_FORMATS:
+        return str(value)
+    return import_callable(value)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Config:
     """One effective ``CHANNELS_JWT``, converted to the types the runtime works with.
@@ -252,6 +266,10 @@ class Config:
     QUERY_PARAM: str
     HEADER_SCHEME: str
     COOKIE_NAME: str | None
+    #: ``"json"``, ``"graphql-ws"``, or the callable a dotted path named.
+    MESSAGE_FORMAT: str | Callable[..., Any]
+    MESSAGE_TIMEOUT_SECONDS: float
+    MESSAGE_SUBPROTOCOLS: tuple[str, ...]
     MAX_TOKEN_BYTES: int
     ALLOW_ANONYMOUS: bool
     USER_RESOLVER: Callable[..., Any]
@@ -311,6 +329,9 @@ class Config:
             QUERY_PARAM=value("QUERY_PARAM"),
             HEADER_SCHEME=value("HEADER_SCHEME"),
             COOKIE_NAME=value("COOKIE_NAME"),
+            MESSAGE_FORMAT=message_format(value("MESSAGE_FORMAT")),
+            MESSAGE_TIMEOUT_SECONDS=seconds(value("MESSAGE_TIMEOUT_SECONDS")) or 0,
+            MESSAGE_SUBPROTOCOLS=tuple(value("MESSAGE_SUBPROTOCOLS")),
             MAX_TOKEN_BYTES=value("MAX_TOKEN_BYTES"),
             ALLOW_ANONYMOUS=bool(value("ALLOW_ANONYMOUS")),
             USER_RESOLVER=import_callable(value("USER_RESOLVER")),  # type: ignore[arg-type]

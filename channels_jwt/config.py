@@ -29,7 +29,15 @@ from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db.models import Field
 
 from channels_jwt.cachestores import shared_store, stores
-from channels_jwt.conf import DEFAULTS, Config, Settings, active_settings, import_callable, seconds
+from channels_jwt.conf import (
+    DEFAULTS,
+    MESSAGE_FORMATS,
+    Config,
+    Settings,
+    active_settings,
+    import_callable,
+    seconds,
+)
 from channels_jwt.exceptions import REASONS, CloseCode
 from channels_jwt.jwks import is_allowed_jwks_url
 from channels_jwt.keys import (
@@ -127,6 +135,7 @@ def _problems(settings: Settings) -> list[Message]:
     messages += _rejection(settings)
     messages += _revocation(settings)
     messages += _rate_limit(settings)
+    messages += _message(settings)
     messages += _keeping_nothing(settings)
     return messages
 
@@ -479,6 +488,52 @@ def _value_types(settings: Settings) -> list[Message]:
                 )
             )
     return messages
+
+
+def _message(settings: Settings) -> list[Message]:
+    """The ``"message"`` source's keys (checked whether or not it is listed: cheap, and a
+    project that lists it later meets no surprise)."""
+    messages: list[Message] = []
+    fmt = settings.value("MESSAGE_FORMAT")
+    if fmt not in MESSAGE_FORMATS and not callable(fmt) and not _importable_callable(fmt):
+        messages.append(
+            _error(
+                38,
+                f"CHANNELS_JWT MESSAGE_FORMAT {fmt!r} is not a format channels_jwt knows.",
+                f"Use one of {', '.join(MESSAGE_FORMATS)}, or the dotted path of a callable "
+                "taking the first message and returning (token, message to pass on or None).",
+            )
+        )
+    timeout = settings.value("MESSAGE_TIMEOUT_SECONDS")
+    if not _is_seconds(timeout) or not 0 < _seconds(timeout) <= MAX_AUTH_TIMEOUT:
+        messages.append(
+            _error(
+                39,
+                f"CHANNELS_JWT MESSAGE_TIMEOUT_SECONDS must be more than 0 and at most "
+                f"{MAX_AUTH_TIMEOUT} seconds.",
+                'How long the "message" source waits for the first frame before closing '
+                "with 4408; a few seconds is plenty.",
+            )
+        )
+    protocols = settings.value("MESSAGE_SUBPROTOCOLS")
+    if not _is_string_list(protocols) or not all(protocols):
+        messages.append(
+            _error(
+                40,
+                "CHANNELS_JWT MESSAGE_SUBPROTOCOLS must be a list of subprotocol names.",
+                f"For example {list(DEFAULTS['MESSAGE_SUBPROTOCOLS'])!r} (GraphQL clients).",
+            )
+        )
+    return messages
+
+
+def _importable_callable(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        return callable(import_callable(value))
+    except ImportError:
+        return False
 
 
 def _sources(settings: Settings) -> list[Message]:

@@ -18,6 +18,7 @@ class CloseCode(IntEnum):
     TOKEN_MALFORMED = 4400
     UNAUTHENTICATED = 4401
     USER_REJECTED = 4403
+    AUTH_TIMEOUT = 4408
     RATE_LIMITED = 4429
     TOKEN_EXPIRED = 4440
     TOKEN_REVOKED = 4441
@@ -89,6 +90,14 @@ class UserRejected(AuthenticationFailed):
     close_code = CloseCode.USER_REJECTED
     reason = "user_rejected"
     http_status = 403
+
+
+class AuthTimeout(AuthenticationFailed):
+    """The ``"message"`` source: no authentication frame within ``MESSAGE_TIMEOUT_SECONDS``."""
+
+    close_code = CloseCode.AUTH_TIMEOUT
+    reason = "auth_timeout"
+    http_status = 408
 
 
 class RateLimited(AuthenticationFailed):

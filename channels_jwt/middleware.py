@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -26,9 +27,17 @@ from channels_jwt.exceptions import (
     TokenMissing,
 )
 from channels_jwt.extract import Extraction, extract_token
-from channels_jwt.handshake import close_code, log_rejection, send_rejection, sending_marker
+from channels_jwt.firstmessage import FirstMessage, absorbing_accept
+from channels_jwt.handshake import (
+    close_code,
+    close_message,
+    log_rejection,
+    send_rejection,
+    sending_marker,
+)
 from channels_jwt.pipeline import Pipeline
 from channels_jwt.ratelimit import FailureLimiter
+from channels_jwt.sources import checked
 from channels_jwt.types import ASGIApp, Receive, Scope, Send, client_address
 
 logger = logging.getLogger("channels_jwt")
@@ -75,6 +84,7 @@ class JWTAuthMiddleware:
         """Authenticate; return what the application runs with, or reject and return None."""
         pipeline: Pipeline | None = None
         extraction: Extraction | None = None
+        first: FirstMessage | None = None
         guard: ConnectionGuard | None = None
         counted: tuple[Pipeline, str] | None = None
         failure: ChannelsJWTError
@@ -87,6 +97,17 @@ class JWTAuthMiddleware:
                 counted = None if address is None else (pipeline, address)
             extraction = extract_token(scope, pipeline.extraction)
             inner_scope = _inner_scope(scope, extraction)
+            if extraction.token is None and pipeline.messages is not None:
+                first = FirstMessage()
+                if not await first.read(scope, receive, send, pipeline.messages):
+                    return None  # the client left before it authenticated
+                if first.token is not None:
+                    token = checked(first.token, pipeline.extraction)
+                    extraction = replace(extraction, token=token, source="message")
+                # The application's receive replays the connect (and the frame it is owed);
+                # its accept is absorbed. AUTH_TIMEOUT_SECONDS runs from the frame's arrival.
+                receive, send = first.replaying(receive), absorbing_accept(send)
+                deadline = pipeline.deadline()
             guard = await _identify(pipeline, extraction, inner_scope, receive, send, deadline)
         except AuthenticationFailed as exc:
             failure = exc
@@ -120,7 +141,8 @@ class JWTAuthMiddleware:
             return inner_scope, guard.receive, guard.send, guard
         if counted is not None and not _counts(failure):
             await _forgive(*counted)
-        await self._reject(scope, receive, send, failure, pipeline, extraction)
+        accepted = first is not None and first.accepted
+        await self._reject(scope, receive, send, failure, pipeline, extraction, accepted=accepted)
         return None
 
     async def _reject(
@@ -131,21 +153,26 @@ class JWTAuthMiddleware:
         failure: ChannelsJWTError,
         pipeline: Pipeline | None,
         extraction: Extraction | None,
+        *,
+        accepted: bool = False,
     ) -> None:
         overrides = pipeline.close_codes if pipeline else {}
         code = close_code(failure.reason, failure.close_code, overrides)
         source = extraction.source if extraction else None
         log_rejection(scope, failure, code, source)
         # The client is answered first: the receivers cannot delay its close.
-        await send_rejection(
-            scope,
-            receive,
-            send,
-            failure=failure,
-            code=code,
-            mode=pipeline.reject_mode if pipeline else "close",
-            marker=pipeline.extraction.subprotocol if pipeline else "",
-        )
+        if accepted:  # by the "message" source: the socket is open, close it
+            await send(close_message(code, failure.reason))
+        else:
+            await send_rejection(
+                scope,
+                receive,
+                send,
+                failure=failure,
+                code=code,
+                mode=pipeline.reject_mode if pipeline else "close",
+                marker=pipeline.extraction.subprotocol if pipeline else "",
+            )
         safe_scope = _without_credential(scope, extraction) if extraction else _scrubbed(scope)
         await signals.send_authentication_failed.send(
             JWTAuthMiddleware,

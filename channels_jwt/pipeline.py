@@ -22,6 +22,7 @@ from channels.db import database_sync_to_async
 from channels_jwt.conf import Config, Settings
 from channels_jwt.config import config_of
 from channels_jwt.exceptions import ChannelsJWTError, ResolverError, TokenRevoked, UserRejected
+from channels_jwt.firstmessage import MessageRules
 from channels_jwt.origins import is_trusted_origin
 from channels_jwt.ratelimit import FailureLimiter, parse_rate
 from channels_jwt.revocation import bound_revocation_check, revoked_while_joining
@@ -63,6 +64,8 @@ class Pipeline:
     #: no rate limit, no live revocation): nothing to bound, and no timer to arm per handshake.
     auth_timeout: float | None
     rate_limiter: FailureLimiter | None
+    #: How the ``"message"`` source reads the first frame (``None``: not a source).
+    messages: MessageRules | None
 
     @classmethod
     def from_config(cls, config: Config) -> Pipeline:
@@ -96,6 +99,9 @@ class Pipeline:
             revoked_while_joining=partial(revoked_while_joining, config),
             auth_timeout=config.AUTH_TIMEOUT_SECONDS if may_wait else None,
             rate_limiter=None if rate is None else FailureLimiter(config.RATE_LIMIT_CACHE, *rate),
+            messages=(
+                MessageRules.from_config(config) if "message" in config.TOKEN_SOURCES else None
+            ),
         )
 
     @classmethod

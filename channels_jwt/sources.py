@@ -335,10 +335,39 @@ def _cookies(parts: CredentialParts, cookie_name: str | None) -> tuple[list[str]
     return values, parts._replace(headers=kept)
 
 
+class MessageSource(TokenSource):
+    """The first WebSocket frame (``channels_jwt.firstmessage``): nothing in the handshake.
+
+    The middleware reads that frame itself, once the handshake has offered no credential;
+    ``channels_jwt.testing`` sends it after connecting.
+    """
+
+    name = "message"
+
+    def take(
+        self, parts: CredentialParts, rules: ExtractionRules
+    ) -> tuple[str | None, CredentialParts]:
+        return None, parts
+
+    def remove(self, parts: CredentialParts, rules: ExtractionRules) -> CredentialParts:
+        return parts
+
+    def present(self, scope: Scope, token: str, rules: ExtractionRules, origin: str) -> None:
+        return None
+
+
 #: Every source by its ``TOKEN_SOURCES`` name.
 BY_NAME: Mapping[str, TokenSource] = {
     source.name: source
-    for source in (SubprotocolSource(), QuerySource(), HeaderSource(), CookieSource())
+    for source in (
+        SubprotocolSource(),
+        QuerySource(),
+        HeaderSource(),
+        CookieSource(),
+        MessageSource(),
+    )
 }
 #: The names ``TOKEN_SOURCES`` accepts.
 SOURCES = tuple(BY_NAME)
+#: The sources a WebSocket handshake itself carries (all but the first message).
+HANDSHAKE_SOURCES = tuple(name for name in SOURCES if name != MessageSource.name)

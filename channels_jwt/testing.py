@@ -9,16 +9,18 @@ although on the wire the middleware accepts and closes at once (so browsers see 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Literal
 
 from channels.testing import WebsocketCommunicator
 
 from channels_jwt.config import current_config
+from channels_jwt.firstmessage import AUTHENTICATE
 from channels_jwt.origins import is_trusted_origin, origin_of
 from channels_jwt.sources import BY_NAME, ExtractionRules
 from channels_jwt.tokens import issue_token
 
-Transport = Literal["subprotocol", "query", "header", "cookie"]
+Transport = Literal["subprotocol", "query", "header", "cookie", "message"]
 
 #: The ``Host`` the cookie transport sends when ``headers`` has none: the name Django's test
 #: client uses, which Django's test environment adds to ``ALLOWED_HOSTS``.
@@ -35,8 +37,11 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
 
     ``transport`` is where the token goes: ``"subprotocol"`` (``[SUBPROTOCOL, token]``,
     after any ``subprotocols`` you pass), ``"query"`` (``?QUERY_PARAM=token``), ``"header"``
-    (``Authorization: HEADER_SCHEME token``) or ``"cookie"`` (``COOKIE_NAME=token`` with an
-    ``Origin`` of ``origin``). With ``token=None`` nothing is added.
+    (``Authorization: HEADER_SCHEME token``), ``"cookie"`` (``COOKIE_NAME=token`` with an
+    ``Origin`` of ``origin``) or ``"message"`` (the first frame, sent by :meth:`connect` in
+    ``MESSAGE_FORMAT``: ``{"type": "authenticate", "token": token}`` for ``"json"``,
+    ``connection_init`` with ``{"Authorization": "Bearer <token>"}`` for ``"graphql-ws"``).
+    With ``token=None`` nothing is added.
 
     A cookie counts only from the request's own origin, so the cookie transport also sends
     ``Host: testserver`` unless ``headers`` has a ``Host``, and ``origin`` defaults to that
@@ -58,7 +63,10 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         super().__init__(
             application, path, headers=list(headers or []), subprotocols=list(subprotocols or [])
         )
-        if token is not None:
+        self._first_message: str | None = None
+        if token is not None and transport == "message":
+            self._first_message = _first_message(token)
+        elif token is not None:
             self._present(token, transport, origin)
 
     def _present(self, token: str, transport: str, origin: str | None) -> None:
@@ -90,6 +98,9 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         connected, detail = await super().connect(timeout)
         if not connected:
             return connected, detail
+        if self._first_message is not None:
+            await self.send_to(text_data=self._first_message)
+            return await self._verdict(connected, detail, timeout)
         await asyncio.sleep(0)  # let a close sent right after the accept reach the queue
         pending = []
         while not self.output_queue.empty():
@@ -99,3 +110,29 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         if pending and pending[0]["type"] == "websocket.close":
             return False, pending[0].get("code", 1000)
         return connected, detail
+
+    async def _verdict(self, connected: bool, detail: Any, timeout: float) -> tuple[bool, Any]:
+        """After the first message: refused if the next output, within ``timeout``, closes.
+
+        The middleware absorbs the application's accept, so nothing says "authenticated" on
+        the wire: an application that sends nothing at once costs ``timeout`` here.
+        """
+        if await self.receive_nothing(timeout):
+            return connected, detail
+        message = await self.output_queue.get()
+        self.output_queue.put_nowait(message)
+        if message["type"] == "websocket.close":
+            return False, message.get("code", 1000)
+        return connected, detail
+
+
+def _first_message(token: str) -> str:
+    """The first frame carrying ``token`` in the configuration's ``MESSAGE_FORMAT``."""
+    fmt = current_config().MESSAGE_FORMAT
+    if fmt == "json":
+        return json.dumps({"type": AUTHENTICATE, "token": token})
+    if fmt == "graphql-ws":
+        return json.dumps(
+            {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+        )
+    raise ValueError("transport='message' needs MESSAGE_FORMAT 'json' or 'graphql-ws'")

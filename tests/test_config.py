@@ -214,6 +214,12 @@ BAD_SETTINGS = [
     pytest.param(
         {**CLEAN, "RATE_LIMIT": "20/min", "RATE_LIMIT_CACHE": None}, "E036", id="E036-none"
     ),
+    pytest.param({**CLEAN, "MESSAGE_FORMAT": "xml"}, "E038", id="E038-unknown"),
+    pytest.param({**CLEAN, "MESSAGE_FORMAT": "tests.nowhere.read"}, "E038", id="E038-no-import"),
+    pytest.param({**CLEAN, "MESSAGE_TIMEOUT_SECONDS": 0}, "E039", id="E039-zero"),
+    pytest.param({**CLEAN, "MESSAGE_TIMEOUT_SECONDS": "5"}, "E039", id="E039-string"),
+    pytest.param({**CLEAN, "MESSAGE_SUBPROTOCOLS": "graphql-ws"}, "E040", id="E040-string"),
+    pytest.param({**CLEAN, "MESSAGE_SUBPROTOCOLS": [""]}, "E040", id="E040-empty-name"),
     pytest.param({**CLEAN, "ALGORITHM": "HS256"}, "W001", id="W001-typo"),
     pytest.param({**CLEAN, "JWT_SECRET": "x"}, "W001", id="W001-unrelated"),
     pytest.param({**CLEAN, "SIGNING_KEY": settings.SECRET_KEY}, "W002", id="W002-secret-key"),
@@ -423,6 +429,10 @@ GOOD_SETTINGS = [
     ),
     pytest.param({**CLEAN, "REQUIRED_CLAIMS": ("exp", "iat", "jti")}, id="E026-tuple"),
     pytest.param({**CLEAN, "TOKEN_TYPE_CLAIM": None}, id="E027-type-claim-none"),
+    pytest.param({**CLEAN, "MESSAGE_FORMAT": "graphql-ws"}, id="E038-graphql-ws"),
+    pytest.param(
+        {**CLEAN, "MESSAGE_FORMAT": "json.loads", "TOKEN_SOURCES": ["message"]}, id="E038"
+    ),
     pytest.param({**CLEAN, "USER_ID_CLAIM": "sub"}, id="E027-sub"),
     pytest.param({**CLEAN, "AUDIENCE": ["a", "b"], "ISSUER": "https://i"}, id="E028-list-and-str"),
     pytest.param(
@@ -705,6 +715,7 @@ SHARED_CACHES = {
 LIVE = {**CLEAN, "LIVE_REVOCATION": True, "REVOCATION_CACHE": "shared"}
 CORE_LAYER = "channels_redis.core.RedisChannelLayer"
 REDIS_LAYER = {"default": {"BACKEND": CORE_LAYER, "CONFIG": {"capacity": 1000}}}
+PUBSUB_LAYER = {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}
 DUMMY_CACHE = "django.core.cache.backends.dummy.DummyCache"
 
 
@@ -714,19 +725,16 @@ def test_live_revocation_on_a_shared_layer_gives_no_problem() -> None:
 
 
 @pytest.mark.parametrize(
-    ("layer", "warned"),
-    [
-        ({"BACKEND": CORE_LAYER}, True),
-        ({"BACKEND": CORE_LAYER, "CONFIG": {"hosts": ["redis://r:6379"], "capacity": 999}}, True),
-        ({"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer"}, False),
-    ],
+    ("config", "warned"),
+    [({}, True), ({"capacity": 999}, True), ({"capacity": 1000}, False), (None, False)],
 )
 def test_live_revocation_on_the_core_layer_at_a_small_capacity_is_a_warning(
-    layer: dict[str, Any], warned: bool
+    config: dict[str, Any] | None, warned: bool
 ) -> None:
+    # None: the pub/sub layer, which has no capacity.
+    layer = {"BACKEND": CORE_LAYER, "CONFIG": config} if config is not None else PUBSUB_LAYER
     with override_settings(CHANNEL_LAYERS={"default": layer}, CACHES=SHARED_CACHES):
-        messages = run_checks(LIVE)
-    assert check_problems(messages) == (["channels_jwt.W009"] if warned else [])
+        assert check_problems(run_checks(LIVE)) == (["channels_jwt.W009"] if warned else [])
 
 
 @override_settings(CACHES=SHARED_CACHES)

@@ -30,11 +30,11 @@ from hypothesis import strategies as st
 
 from channels_jwt.exceptions import TokenMalformed
 from channels_jwt.extract import Extraction, extract_token
+from channels_jwt.sources import HANDSHAKE_SOURCES as SOURCES
 from channels_jwt.sources import (
     MAX_QUERY_FIELDS,
     MAX_QUERY_STRING_BYTES,
     MAX_SUBPROTOCOLS,
-    SOURCES,
     ExtractionRules,
 )
 from tests.harness import MARKER

@@ -87,6 +87,7 @@ CODE_OF_REASON = {
     "token_missing": 4401,
     "token_invalid": 4401,
     "user_rejected": 4403,
+    "auth_timeout": 4408,
     "rate_limited": 4429,
     "token_expired": 4440,
     "token_revoked": 4441,
