@@ -26,6 +26,8 @@ logger = logging.getLogger("channels_jwt")
 
 #: The ``type`` of the layer message that closes matching connections.
 REVOKE_MESSAGE = "channels_jwt.revoke"
+#: How many times a connection tries to join its groups before the handshake gets 4503.
+JOIN_ATTEMPTS = 3
 #: A receive that fails after waiting this long may have timed out idle, not lost the layer.
 MIN_WAIT_SECONDS = 1.0
 
@@ -98,23 +100,25 @@ class LiveSubscription:
     async def join(self, user_id: Any, claims: Mapping[str, Any]) -> None:
         """Join the groups (then :meth:`listen`); a layer failure is a 4503.
 
-        One failed attempt is retried at once: after the layer's server restarts, the first
-        use of a pooled connection fails although the server is back.
+        A failed attempt is tried again at once, up to ``JOIN_ATTEMPTS`` in all: after the
+        layer's server restarts, the first use of each pooled connection may fail although the
+        server is back (redis-py 8.1 does). The handshake's deadline bounds them all.
         """
         self._layer = channel_layer()
         # Watched from before the join: a loss while joining is not missed.
         self._watch = watch_of(self._layer, rejoin_interval(self._layer))
         if self._watch is not None:
             self._watch.add(self._layer_lost)
-        try:
-            await self._join_once(user_id, claims)
-        except Exception:
-            await self._leave_groups_in_time()  # still watched: the second try may succeed
+        for attempt in range(1, JOIN_ATTEMPTS + 1):
             try:
                 await self._join_once(user_id, claims)
+                return
             except Exception as exc:
-                await self.leave()
-                raise ChannelsJWTError(f"channel layer unavailable ({type(exc).__name__})") from exc
+                if attempt == JOIN_ATTEMPTS:
+                    await self.leave()
+                    failed = type(exc).__name__
+                    raise ChannelsJWTError(f"channel layer unavailable ({failed})") from exc
+                await self._leave_groups_in_time()  # still watched: the next try may succeed
 
     def listen(self) -> None:
         """Start listening: messages sent to the groups since :meth:`join` are not lost."""

@@ -283,6 +283,38 @@ async def test_failed_join_leaves_the_groups_it_had_joined(
     assert connection_groups() == []
 
 
+class StaleConnectionsLayer(InMemoryChannelLayer):
+    """The first ``stale`` joins fail, as each stale pooled connection does after a restart."""
+
+    stale = 0
+
+    async def group_add(self, group: str, channel: str) -> None:
+        if self.stale and not group.startswith(WATCH):
+            self.stale -= 1
+            raise ConnectionError("connection closed by server")
+        await super().group_add(group, channel)
+
+
+@pytest.mark.parametrize(("stale", "accepted"), [(2, True), (3, False)])
+async def test_a_join_is_tried_three_times(
+    configure: Configure,
+    layer_backend: Callable[[type], None],
+    sockets: Sockets,
+    stale: int,
+    accepted: bool,
+) -> None:
+    configure(LIVE_REVOCATION=True)
+    layer_backend(StaleConnectionsLayer)
+    get_channel_layer().stale = stale
+
+    if accepted:
+        await hang_up(await sockets.open(JWTAuthMiddleware(RecordingApp()), token_for(1)))
+    else:
+        refused = await sockets.refused(JWTAuthMiddleware(RecordingApp()), token_for(1))
+        assert refused == CLOSE_UNAVAILABLE
+    assert connection_groups() == []
+
+
 async def test_no_default_channel_layer_closes_the_handshake_with_4503(
     configure: Configure, settings: Any, sockets: Sockets
 ) -> None:

@@ -103,6 +103,14 @@ application = ProtocolTypeRouter(
                 re_path(
                     r"^ws/cookie/", authenticated(TOKEN_SOURCES=["cookie"], COOKIE_NAME=COOKIE_NAME)
                 ),
+                re_path(
+                    r"^ws/message/",
+                    authenticated(
+                        TOKEN_SOURCES=["subprotocol", "message"],
+                        MESSAGE_FORMAT="graphql-ws",
+                        MESSAGE_TIMEOUT_SECONDS=1,
+                    ),
+                ),
                 re_path(r"^ws/refuse/", RefusingConsumer.as_asgi()),
                 re_path(r"^ws/echo/", JWTAuthMiddlewareStack(ScopeEchoConsumer.as_asgi())),
             ]
