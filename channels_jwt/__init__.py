@@ -6,8 +6,14 @@ before ``django.setup()``.
 
 from __future__ import annotations
 
+from channels_jwt.authentication import (
+    AuthenticatedToken,
+    aauthenticate_token,
+    authenticate_token,
+)
 from channels_jwt.exceptions import (
     AuthenticationFailed,
+    AuthTimeout,
     ChannelsJWTError,
     CloseCode,
     KeyUnavailable,
@@ -25,6 +31,8 @@ from channels_jwt.revocation import adisconnect_user, arevoke_token, disconnect_
 from channels_jwt.tokens import issue_token
 
 __all__ = [
+    "AuthTimeout",
+    "AuthenticatedToken",
     "AuthenticationFailed",
     "ChannelsJWTError",
     "CloseCode",
@@ -39,8 +47,10 @@ __all__ = [
     "TokenMissing",
     "TokenRevoked",
     "UserRejected",
+    "aauthenticate_token",
     "adisconnect_user",
     "arevoke_token",
+    "authenticate_token",
     "disconnect_user",
     "issue_token",
     "revoke_token",

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from channels_jwt.exceptions import (
@@ -29,6 +29,7 @@ from channels_jwt.handshake import close_code, close_message, naming_marker
 from channels_jwt.live import LiveSubscription
 from channels_jwt.logs import loggable_path
 from channels_jwt.types import Message, Receive, Scope, Send, read_only
+from channels_jwt.types import expires_at as expiry_of
 
 if TYPE_CHECKING:
     from channels_jwt.pipeline import Pipeline
@@ -68,8 +69,7 @@ class JWTConnection:
     @property
     def expires_at(self) -> datetime | None:
         """When the token expires (aware, UTC), or ``None``."""
-        exp = self._claims.get("exp")
-        return None if exp is None else datetime.fromtimestamp(exp, tz=timezone.utc)
+        return expiry_of(self._claims)
 
     @property
     def close_code(self) -> int | None:

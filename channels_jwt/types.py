@@ -7,6 +7,7 @@ limit's key) or :func:`client_label` (log lines).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from datetime import datetime, timezone
 from types import MappingProxyType
 from typing import Any
 
@@ -30,6 +31,12 @@ def read_only(claims: Mapping[str, Any]) -> Claims:
     if type(claims) is MappingProxyType:
         return claims
     return MappingProxyType(dict(claims))
+
+
+def expires_at(claims: Claims) -> datetime | None:
+    """When a token with these claims expires (aware, UTC), or ``None`` without ``exp``."""
+    exp = claims.get("exp")
+    return None if exp is None else datetime.fromtimestamp(exp, tz=timezone.utc)
 
 
 def client_address(scope: Mapping[str, Any]) -> str | None:
