@@ -72,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "CLOSE_CODES": {},
     "RATE_LIMIT": None,
     "RATE_LIMIT_CACHE": "default",
+    "AUTHENTICATE_HTTP": False,
 }
 
 #: Keys whose default comes from simplejwt when it is installed.
@@ -283,6 +284,7 @@ class Config:
     CLOSE_CODES: Mapping[str, int]
     RATE_LIMIT: str | None
     RATE_LIMIT_CACHE: str
+    AUTHENTICATE_HTTP: bool
     #: simplejwt's ``REVOKE_TOKEN_CLAIM`` when its ``CHECK_REVOKE_TOKEN`` is on (not a key of
     #: ``CHANNELS_JWT``): ``database_user`` then refuses tokens minted before a password change.
     revoke_token_claim: str | None
@@ -345,6 +347,7 @@ class Config:
             CLOSE_CODES=MappingProxyType(dict(value("CLOSE_CODES"))),
             RATE_LIMIT=value("RATE_LIMIT"),
             RATE_LIMIT_CACHE=value("RATE_LIMIT_CACHE"),
+            AUTHENTICATE_HTTP=bool(value("AUTHENTICATE_HTTP")),
             revoke_token_claim=simplejwt_revoke_claim(),
             verifying_keys=verifying_keys,
             private_key=private_key,

@@ -446,7 +446,7 @@ def _is_string_list(value: Any) -> bool:
 
 def _value_types(settings: Settings) -> list[Message]:
     messages: list[Message] = []
-    for name in ("ALLOW_ANONYMOUS", "CLOSE_ON_EXPIRY", "LIVE_REVOCATION"):
+    for name in ("ALLOW_ANONYMOUS", "CLOSE_ON_EXPIRY", "LIVE_REVOCATION", "AUTHENTICATE_HTTP"):
         if not isinstance(settings.value(name), bool):
             messages.append(
                 _error(

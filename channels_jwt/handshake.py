@@ -103,6 +103,19 @@ async def send_rejection(
 async def _send_denial_response(
     send: Any, failure: ChannelsJWTError, code: int, reason: str
 ) -> None:
+    status, headers, body = refusal_response(failure, code, reason)
+    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
+def refusal_response(
+    failure: ChannelsJWTError, code: int, reason: str
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The HTTP refusal of ``failure``: its status, headers and JSON body.
+
+    ``{"code": ..., "reason": ...}``; a 401 carries ``WWW-Authenticate: Bearer``, with
+    ``error="invalid_token"`` when a token was presented (RFC 6750).
+    """
     status = HTTP_STATUS.get(code, 401)
     body = json.dumps({"code": code, "reason": reason}).encode()
     headers = [
@@ -114,8 +127,7 @@ async def _send_denial_response(
             b"Bearer" if isinstance(failure, TokenMissing) else (b'Bearer error="invalid_token"')
         )
         headers.append((b"www-authenticate", challenge))
-    await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
+    return status, headers, body
 
 
 def _truncated(reason: str) -> str:

@@ -35,6 +35,7 @@ from channels_jwt.handshake import (
     send_rejection,
     sending_marker,
 )
+from channels_jwt.httpauth import authenticate_http, refuse_http
 from channels_jwt.pipeline import Pipeline
 from channels_jwt.ratelimit import FailureLimiter
 from channels_jwt.sources import checked
@@ -57,6 +58,9 @@ class JWTAuthMiddleware:
         self.settings = project_settings if settings is None else Settings(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.settings.value("AUTHENTICATE_HTTP") is True:
+            await self._http(scope, receive, send)
+            return
         if scope["type"] != "websocket":
             await self.inner(scope, receive, send)
             return
@@ -75,6 +79,20 @@ class JWTAuthMiddleware:
             finally:
                 if guard is not None:
                     await guard.stop()
+        finally:
+            deactivate(activation)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``AUTHENTICATE_HTTP``: the request's user, or its refusal (a 503 if misconfigured)."""
+        activation = activate(self.settings)
+        try:
+            try:
+                pipeline = Pipeline.for_settings(self.settings)
+            except ImproperlyConfigured as exc:
+                logger.error("channels_jwt is misconfigured: %s", exc)
+                await refuse_http(send, ChannelsJWTError("misconfigured"), {})
+                return
+            await authenticate_http(pipeline, self.inner, scope, receive, send)
         finally:
             deactivate(activation)
 

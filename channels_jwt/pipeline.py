@@ -66,6 +66,8 @@ class Pipeline:
     rate_limiter: FailureLimiter | None
     #: How the ``"message"`` source reads the first frame (``None``: not a source).
     messages: MessageRules | None
+    #: Whether HTTP scopes are authenticated too (``AUTHENTICATE_HTTP``).
+    authenticate_http: bool
 
     @classmethod
     def from_config(cls, config: Config) -> Pipeline:
@@ -102,6 +104,7 @@ class Pipeline:
             messages=(
                 MessageRules.from_config(config) if "message" in config.TOKEN_SOURCES else None
             ),
+            authenticate_http=config.AUTHENTICATE_HTTP,
         )
 
     @classmethod
