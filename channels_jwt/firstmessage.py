@@ -151,7 +151,7 @@ class FirstMessage:
             token, self.forwarded = rules.read(message)
         except AuthenticationFailed:
             raise
-        except Exception as exc:  # the frame is the client's: its error names no content
+        except Exception as exc:  # named by type only: its message may quote the frame
             raise TokenMalformed(
                 f"MESSAGE_FORMAT could not read it ({type(exc).__name__})"
             ) from None

@@ -13,8 +13,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from django.core.exceptions import ImproperlyConfigured
-
 from channels_jwt.connection import JWTConnection
 from channels_jwt.exceptions import AuthenticationFailed, ChannelsJWTError, TokenMalformed
 from channels_jwt.handshake import close_code, refusal_response
@@ -44,9 +42,6 @@ async def authenticate_http(
     except ChannelsJWTError as exc:
         logger.warning("HTTP authentication unavailable: %s", exc)
         failure = exc
-    except ImproperlyConfigured as exc:
-        logger.error("channels_jwt is misconfigured: %s", exc)
-        failure = ChannelsJWTError("misconfigured")
     else:
         connection = JWTConnection(claims, HeaderSource.name)
         await inner({**scope, "headers": headers, "user": user, "jwt": connection}, receive, send)

@@ -273,6 +273,34 @@ async def test_a_bad_first_message_closes_the_open_socket_with_its_code(
     assert not app.scopes
 
 
+async def test_a_binary_first_frame_holds_no_token(message_source: Configure) -> None:
+    app = ListeningApp()
+    communicator = ApplicationCommunicator(JWTAuthMiddleware(app), websocket_scope())
+    await communicator.send_input({"type": "websocket.connect"})
+    await communicator.receive_output(TIMEOUT)
+
+    await communicator.send_input({"type": "websocket.receive", "bytes": b'{"type": "x"}'})
+
+    assert await closed(communicator) == close_message(4401, "token_missing")
+
+
+async def test_a_token_that_is_not_a_string_is_4400(message_source: Configure) -> None:
+    communicator, _ = await opened(ListeningApp(), json.dumps({"type": "authenticate", "token": 7}))
+
+    assert await closed(communicator) == close_message(4400, "token_malformed")
+
+
+async def test_a_client_gone_before_its_connect_runs_nothing(message_source: Configure) -> None:
+    app = ListeningApp()
+    communicator = ApplicationCommunicator(JWTAuthMiddleware(app), websocket_scope())
+
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1006})
+    await communicator.wait(TIMEOUT)
+
+    assert not app.scopes
+    assert await communicator.receive_nothing(0.05)
+
+
 async def test_a_client_that_leaves_before_authenticating_runs_nothing(
     message_source: Configure,
 ) -> None:

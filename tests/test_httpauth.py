@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from channels.testing import HttpCommunicator
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 
 from channels_jwt import JWTAuthMiddleware
 from tests.harness import Configure, crashing_resolver, expired_token_for, token_for
@@ -146,6 +147,23 @@ async def test_a_check_that_cannot_run_is_503(configure: Configure) -> None:
     code, content, _ = refusal(await request(HttpApp(), bearer(token_for(1))))
 
     assert (code, content) == (503, {"code": 4503, "reason": "auth_unavailable"})
+
+
+async def misconfigured_resolver(claims: Any, scope: Any) -> Any:
+    raise ImproperlyConfigured("USER_ID_FIELD names no field")
+
+
+async def test_a_resolver_that_finds_the_project_misconfigured_is_503(
+    configure: Configure, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure(**ON, USER_RESOLVER=misconfigured_resolver)
+
+    code, content, _ = refusal(await request(HttpApp(), bearer(token_for(1))))
+
+    assert (code, content) == (503, {"code": 4503, "reason": "auth_unavailable"})
+    assert "HTTP authentication unavailable: user lookup failed (ImproperlyConfigured)" in (
+        caplog.messages
+    )
 
 
 async def test_close_code_overrides_apply_to_the_body(configure: Configure) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from channels_jwt.exceptions import TokenMalformed
 from channels_jwt.extract import Extraction, extract_token
+from channels_jwt.sources import BY_NAME, CredentialParts
 from tests.harness import (
     EXTRACTION_RULES,
     OTHER_TOKEN,
@@ -448,3 +449,17 @@ def test_empty_cookie_counts_as_none_and_is_removed() -> None:
     result = extract(headers=[(b"origin", TRUSTED_ORIGIN.encode()), (b"cookie", b"jwt=; a=1")])
     assert (result.token, result.source) == (None, None)
     assert result.headers == [(b"origin", TRUSTED_ORIGIN.encode()), (b"cookie", b"a=1")]
+
+
+def test_the_message_source_takes_nothing_from_the_handshake_and_puts_nothing_in_it() -> None:
+    # Its token travels in the first frame (channels_jwt.firstmessage), never in the scope.
+    source = BY_NAME["message"]
+    scope = make_scope(subprotocols=["chat"])
+    before = repr(scope)
+
+    source.present(scope, "a.b.c", extraction_rules(), "")
+
+    assert repr(scope) == before
+    parts = CredentialParts.of(scope)
+    assert source.take(parts, extraction_rules()) == (None, parts)
+    assert source.remove(parts, extraction_rules()) == parts
