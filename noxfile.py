@@ -28,9 +28,9 @@ REAL_PROCESSES = ("live", "redis", "postgres", "e2e")
 #: (Python, Django, database of the in-process tests, real-process folders): what the
 #: classifiers promise.
 MATRIX = [
-    ("3.10", "5.2", "sqlite", ("live", "redis")),
+    ("3.10", "5.2", "sqlite", ("redis",)),
     ("3.11", "5.2", "sqlite", ("e2e",)),
-    ("3.12", "6.0", "postgresql", ("postgres", "redis")),
+    ("3.12", "6.0", "postgresql", ("postgres",)),
     ("3.13", "6.1", "sqlite", ("live", "redis", "postgres", "e2e")),
 ]
 #: The real-process folders of the session with the lowest declared dependencies.
