@@ -109,7 +109,8 @@ class LiveSubscription:
         self._watch = watch_of(self._layer, rejoin_interval(self._layer))
         if self._watch is not None:
             self._watch.add(self._layer_lost)
-        for attempt in range(1, JOIN_ATTEMPTS + 1):
+        attempt = 1
+        while True:
             try:
                 await self._join_once(user_id, claims)
                 return
@@ -118,7 +119,8 @@ class LiveSubscription:
                     await self.leave()
                     failed = type(exc).__name__
                     raise ChannelsJWTError(f"channel layer unavailable ({failed})") from exc
-                await self._leave_groups_in_time()  # still watched: the next try may succeed
+            attempt += 1
+            await self._leave_groups_in_time()  # still watched: the next try may succeed
 
     def listen(self) -> None:
         """Start listening: messages sent to the groups since :meth:`join` are not lost."""

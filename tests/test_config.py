@@ -216,6 +216,7 @@ BAD_SETTINGS = [
     ),
     pytest.param({**CLEAN, "MESSAGE_FORMAT": "xml"}, "E038", id="E038-unknown"),
     pytest.param({**CLEAN, "MESSAGE_FORMAT": "tests.nowhere.read"}, "E038", id="E038-no-import"),
+    pytest.param({**CLEAN, "MESSAGE_FORMAT": 5}, "E038", id="E038-not-callable"),
     pytest.param({**CLEAN, "MESSAGE_TIMEOUT_SECONDS": 0}, "E039", id="E039-zero"),
     pytest.param({**CLEAN, "MESSAGE_TIMEOUT_SECONDS": "5"}, "E039", id="E039-string"),
     pytest.param({**CLEAN, "MESSAGE_SUBPROTOCOLS": "graphql-ws"}, "E040", id="E040-string"),
