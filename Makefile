@@ -28,12 +28,22 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 
 install: $(DEV_STAMP)
 
+# The example's browser libraries (graphql-ws for the GraphQL feed page), from its lock file.
+EXAMPLE_JS := example_project/node_modules/graphql-ws/package.json
+$(EXAMPLE_JS): example_project/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd example_project && npm ci --no-audit --no-fund --loglevel error; \
+	else \
+		echo "npm not found: the chat works, the GraphQL feed page (/feed/) needs Node.js and npm."; \
+	fi
+
 ## demo: the example chat site on http://127.0.0.1:$(PORT) (REDIS_URL=redis://... for Redis)
-demo: $(DEMO_STAMP)
+demo: $(DEMO_STAMP) $(EXAMPLE_JS)
 	$(BIN)/python example_project/manage.py migrate --verbosity 0
 	$(BIN)/python example_project/manage.py seed_demo
 	@echo
 	@echo "Open http://127.0.0.1:$(PORT)/ in two browser windows; log in as alice in one, bob in the other."
+	@echo "The same room over GraphQL (graphql-ws): http://127.0.0.1:$(PORT)/feed/?room=lobby"
 	@echo "Channel layer: $${REDIS_URL:+channels_redis at $$REDIS_URL}$${REDIS_URL:-in memory (REDIS_URL=redis://... make demo for Redis)}"
 	@echo "Command-line client: $(BIN)/python example_project/clients/chat_client.py --server http://127.0.0.1:$(PORT) --username bob --password bob-demo-password"
 	@echo
@@ -100,4 +110,5 @@ format: install
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .nox dist build .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache docs/_build
+	rm -rf $(VENV) .nox dist build .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache docs/_build \
+		example_project/node_modules

@@ -32,6 +32,7 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.db import IntegrityError
 
 from channels_jwt.consumers import TokenRefreshMixin
@@ -50,7 +51,7 @@ class ChatConsumer(TokenRefreshMixin, AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.room = self.scope["url_route"]["kwargs"]["room"]
-        self.group = f"chat.{self.room}"
+        self.group = room_group(self.room)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()  # no subprotocol chosen: the middleware names the marker
         user = self.scope["user"]
@@ -82,15 +83,25 @@ class ChatConsumer(TokenRefreshMixin, AsyncJsonWebsocketConsumer):
             return
         message, created = await store_message(self.room, self.scope["user"], text, client_id)
         if created:
-            await self.channel_layer.group_send(
-                self.group, {"type": "chat.message", "message": message}
-            )
+            await broadcast(self.room, message)
         else:  # a resend of a message the room already has: confirm it to this client only
             await self.send_json(message)
 
     async def chat_message(self, event: dict[str, Any]) -> None:
         """A message broadcast to the room's group: pass it on to this client."""
         await self.send_json(event["message"])
+
+
+def room_group(room: str) -> str:
+    """The channel-layer group of a room's sockets and GraphQL subscriptions."""
+    return f"chat.{room}"
+
+
+async def broadcast(room: str, message: dict[str, Any]) -> None:
+    """Send a stored message to everyone in the room (``chat.message`` events)."""
+    await get_channel_layer().group_send(
+        room_group(room), {"type": "chat.message", "message": message}
+    )
 
 
 @database_sync_to_async

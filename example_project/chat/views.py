@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from channels_jwt import issue_token
+from channels_jwt import disconnect_user, issue_token
 
 # The page's own scripts and styles only, and sockets to this site only ('self' covers ws:
 # and wss: to the same host in CSP Level 3 browsers).
@@ -50,9 +50,13 @@ def _token(user: Any) -> dict[str, Any]:
 @ensure_csrf_cookie
 def index(request: HttpRequest) -> HttpResponse:
     """The single-page chat client (a static file), with the CSRF cookie set."""
-    page = finders.find("chat/index.html")
+    return _static_page("chat/index.html")
+
+
+def _static_page(name: str) -> HttpResponse:
+    page = finders.find(name)
     if not isinstance(page, str):
-        raise Http404("chat/index.html is missing from the static files")
+        raise Http404(f"{name} is missing from the static files")
     with open(page, encoding="utf-8") as handle:
         response = HttpResponse(handle.read(), content_type="text/html; charset=utf-8")
     response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
@@ -114,9 +118,26 @@ def refresh_view(request: HttpRequest) -> JsonResponse:
 
 @require_POST
 def logout_view(request: HttpRequest) -> JsonResponse:
-    """End the session. Access tokens already issued stay valid until they expire."""
+    """End the session and close the user's open sockets (4441), chat and GraphQL alike.
+
+    Every tab of this browser shares the session, so every tab is logged out. The demo closes
+    the user's sockets on other devices too; a site with a session per device would revoke
+    only the tokens that session issued. An access token already issued still opens a socket
+    until it expires, as it would call any other API.
+    """
+    user = request.user
     logout(request)
+    if user.is_authenticated:
+        disconnect_user(user)
     return JsonResponse({"logged_out": True})
+
+
+@require_GET
+@never_cache
+@ensure_csrf_cookie
+def feed(request: HttpRequest) -> HttpResponse:
+    """The GraphQL feed page (a static file): a room's messages through graphql-ws."""
+    return _static_page("chat/feed.html")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> JsonResponse:

@@ -72,6 +72,9 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The graphql-ws client the GraphQL feed page loads, installed from npm with the committed lock
+# file (`npm ci` in example_project/, which `make demo` runs): served from here, never a CDN.
+STATICFILES_DIRS = [("vendor/graphql-ws", BASE_DIR / "node_modules" / "graphql-ws" / "umd")]
 
 # The page reads the CSRF cookie to send X-CSRFToken; the session cookie stays HttpOnly.
 SESSION_COOKIE_HTTPONLY = True
@@ -92,6 +95,10 @@ if REDIS_URL:
             },
         }
     }
+    # The denylist and the disconnect notes of LIVE_REVOCATION, shared by every process.
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
@@ -101,9 +108,13 @@ ACCESS_TOKEN_SECONDS = int(os.environ.get("EXAMPLE_ACCESS_TOKEN_SECONDS", "300")
 CHANNELS_JWT = {
     # A key of its own, never SECRET_KEY (check W002 warns about that reuse).
     "SIGNING_KEY": os.environ.get("EXAMPLE_JWT_SIGNING_KEY") or DEMO_JWT_SIGNING_KEY,
-    # Browsers use the subprotocol; ?transport=query on the page shows the query string;
+    # Browsers use the subprotocol; ?transport=query on the page shows the query string, and
+    # ?transport=message a first frame {"type": "authenticate", "token": ...} (the "json"
+    # MESSAGE_FORMAT; /graphql/ reads graphql-ws' connection_init instead, see config/asgi.py);
     # native clients (clients/chat_client.py) send "Authorization: Bearer".
-    "TOKEN_SOURCES": ["subprotocol", "query", "header"],
+    "TOKEN_SOURCES": ["subprotocol", "query", "header", "message"],
+    # Log out closes the user's open sockets (chat.views.logout_view: disconnect_user).
+    "LIVE_REVOCATION": True,
     # Refuse any token minted for longer than this site ever issues.
     "MAX_TOKEN_LIFETIME": ACCESS_TOKEN_SECONDS,
 }
@@ -111,6 +122,9 @@ CHANNELS_JWT = {
 # channels_jwt.I001 says query-string tokens reach access logs. The query source is enabled on
 # purpose (to show it), and RedactTokens below masks tokens in every server log line.
 SILENCED_SYSTEM_CHECKS = ["channels_jwt.I001"]
+if not REDIS_URL:
+    # One process (make demo): the in-memory layer and cache reach every socket there is.
+    SILENCED_SYSTEM_CHECKS += ["channels_jwt.W005", "channels_jwt.W006"]
 
 LOGGING = {
     "version": 1,

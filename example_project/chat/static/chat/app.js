@@ -4,6 +4,8 @@
 // access token is short-lived, kept in memory only, and presented when opening the WebSocket:
 //   new WebSocket(url, ["access_token", token])      (default)
 //   new WebSocket(url + "?token=" + token)             (page opened with ?transport=query)
+//   new WebSocket(url), then {"type": "authenticate", "token": token} as the first frame
+//                                                      (page opened with ?transport=message)
 // When the socket closes, the close code alone says what to do (see CLOSE_CODES below).
 //
 // The token is renewed in place: at 80% of its life (at least 1 s before it expires) the page
@@ -28,6 +30,7 @@
     4400: "the server says the token is malformed: a bug in this page, so no retry",
     4401: "the server did not accept the token: please log in",
     4403: "this account is disabled: it may no longer chat",
+    4408: "the server waited too long for the token: retrying",
     4429: "too many failed attempts: backing off",
     4440: "the access token expired: getting a new one and reconnecting",
     4441: "the token was revoked: please log in again",
@@ -36,7 +39,10 @@
   const MAX_BACKOFF_MS = 30000;
   const ROOM_NAME = /^[A-Za-z0-9_-]{1,50}$/;
   const PARAMS = new URLSearchParams(location.search);
-  const TRANSPORT = PARAMS.get("transport") === "query" ? "query" : "subprotocol";
+  const TRANSPORTS = ["subprotocol", "query", "message"];
+  const TRANSPORT = TRANSPORTS.includes(PARAMS.get("transport"))
+    ? PARAMS.get("transport")
+    : "subprotocol";
   const RENEW_IN_PLACE = PARAMS.get("refresh") !== "reconnect";
 
   const $ = (id) => document.getElementById(id);
@@ -102,26 +108,7 @@
 
   // --- HTTP API ----------------------------------------------------------------------------
 
-  function cookie(name) {
-    const entry = document.cookie.split("; ").find((part) => part.startsWith(`${name}=`));
-    return entry ? decodeURIComponent(entry.slice(name.length + 1)) : "";
-  }
-
-  async function post(path, body = {}) {
-    const response = await fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRFToken": cookie("csrftoken") },
-      body: JSON.stringify(body),
-    });
-    let data = {};
-    try {
-      data = await response.json();
-    } catch (_) {
-      // not JSON (a proxy's error page): status alone then
-    }
-    return { ok: response.ok, status: response.status, data };
-  }
+  const { post } = window.chatApi;
 
   // --- Views -------------------------------------------------------------------------------
 
@@ -275,10 +262,18 @@
   function connect() {
     stopSocket();
     const generation = socket.generation;
-    const ws =
-      TRANSPORT === "query"
-        ? new WebSocket(`${socketURL()}?token=${encodeURIComponent(session.token)}`)
-        : new WebSocket(socketURL(), ["access_token", session.token]);
+    let ws;
+    if (TRANSPORT === "query") {
+      ws = new WebSocket(`${socketURL()}?token=${encodeURIComponent(session.token)}`);
+    } else if (TRANSPORT === "message") {
+      // The server accepts a handshake without a token and waits for this frame (4408 if it
+      // does not come in time); the chat consumer only runs once it has authenticated.
+      ws = new WebSocket(socketURL());
+      const token = session.token;
+      ws.onopen = () => ws.send(JSON.stringify({ type: "authenticate", token }));
+    } else {
+      ws = new WebSocket(socketURL(), ["access_token", session.token]);
+    }
     socket.ws = ws;
     record("connecting", { room, transport: TRANSPORT, socket: generation });
     setStatus("connecting", `Connecting to #${room}…`);
@@ -534,8 +529,11 @@
 
   // --- Wiring ------------------------------------------------------------------------------
 
-  ui.transport.textContent =
-    TRANSPORT === "query" ? "the query string (?token=)" : "the WebSocket subprotocol";
+  ui.transport.textContent = {
+    subprotocol: "the WebSocket subprotocol",
+    query: "the query string (?token=)",
+    message: "the first message",
+  }[TRANSPORT];
   ui.loginForm.addEventListener("submit", logIn);
   ui.logout.addEventListener("click", logOut);
   ui.sendForm.addEventListener("submit", sendMessage);
