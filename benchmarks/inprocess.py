@@ -1,7 +1,8 @@
 """In-process handshakes through channels' ``WebsocketCommunicator``, stack by stack.
 
 One handshake is: connect, receive one frame (the consumer's greeting, or the middleware's
-close for a rejected token), disconnect. Each round runs ``handshakes`` of them for every
+close for a rejected token), disconnect; a client that authenticates with the first message
+sends it between the connect and the receive. Each round runs ``handshakes`` of them for every
 stack, the stacks taking turns in blocks of ten (A B C ... A B C ...), so slow drifts and
 bursts of load on the machine hit every stack alike. Per
 round, the median handshake time of a stack is divided by the no-auth median *of the same
@@ -33,6 +34,7 @@ async def handshake(
     subprotocols: Sequence[str],
     headers: Sequence[tuple[bytes, bytes]],
     expected: str,
+    first_frame: str | None = None,
 ) -> None:
     """One full handshake; raises :class:`HandshakeFailed` on any unexpected outcome."""
     communicator = WebsocketCommunicator(
@@ -41,6 +43,8 @@ async def handshake(
     connected, _ = await communicator.connect()
     if not connected:
         raise HandshakeFailed(f"{stack.name}: connection refused before accept")
+    if first_frame is not None:
+        await communicator.send_to(text_data=first_frame)
     message = await communicator.receive_output()
     if stack.rejects_with is None:
         if message != {"type": "websocket.send", "text": expected}:
@@ -54,11 +58,12 @@ async def timed_batch(app: ASGIApp, stack: Stack, fixtures: Fixtures, count: int
     """``count`` handshakes one after another; each one's duration in microseconds."""
     subprotocols, headers = stack.client_request(fixtures)
     expected = stack.expected_frame(fixtures)
+    first_frame = stack.first_frame(fixtures)
     durations: list[float] = []
     clock = time.perf_counter_ns
     for _ in range(count):
         started = clock()
-        await handshake(app, stack, subprotocols, headers, expected)
+        await handshake(app, stack, subprotocols, headers, expected, first_frame)
         durations.append((clock() - started) / 1000)
     return durations
 

@@ -54,6 +54,7 @@ async def scenario(
     stack = BY_NAME[stack_name]
     subprotocols, headers = stack.client_request(fixtures)
     expected = stack.expected_frame(fixtures)
+    first_frame = stack.first_frame(fixtures)
     server = start_server(kind)
     held: list[ClientConnection] = []
     failures: list[str] = []
@@ -79,6 +80,8 @@ async def scenario(
                         ping_interval=None,
                         open_timeout=60,
                     )
+                    if first_frame is not None:
+                        await ws.send(first_frame)
                     frame = await asyncio.wait_for(ws.recv(), 30)
                 except Exception as exc:
                     failures.append(f"{type(exc).__name__}: {exc}")

@@ -35,6 +35,8 @@ ALL_STACKS = (
     "eddsa_token",
     "garbage",
     "badsig",
+    "hs256_db_message",
+    "hs256_db_msg_enabled",
 )
 #: (label, section, server or None, stack, measure, comparison, bound)
 TARGETS = (
@@ -109,7 +111,7 @@ QUICK = {
     "floor_iterations": 100,
     "floor_repeats": 3,
     "wire_servers": ("uvicorn", "daphne"),
-    "wire_stacks": ("noauth", "session", "hs256_db", "hs256_token", "garbage"),
+    "wire_stacks": ("noauth", "session", "hs256_db", "hs256_token", "garbage", "hs256_db_message"),
     "wire_handshakes": 150,
     "wire_concurrency": 16,
     "wire_rounds": 1,

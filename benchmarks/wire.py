@@ -3,7 +3,8 @@
 The client keeps ``concurrency`` connections in flight until ``handshakes`` have completed
 (or ``time_limit`` seconds have passed, whichever comes first). One handshake: open the TCP
 connection and the WebSocket upgrade, receive one frame (or the middleware's close for a
-rejected token), close. Latency is measured from the start of the TCP connect to the frame.
+rejected token), close; a client that authenticates with the first message sends it once the
+upgrade is done. Latency is measured from the start of the TCP connect to the frame.
 
 All stacks are served by the same server process on different paths. Within a round they
 take turns in blocks of 160 handshakes (A B C ... A B C ...), and each stack's handshakes/s
@@ -34,6 +35,7 @@ async def one_handshake(
     subprotocols: Sequence[str],
     headers: Sequence[tuple[bytes, bytes]],
     expected: str,
+    first_frame: str | None = None,
 ) -> float:
     """One handshake over a real socket; returns the latency to the first frame (s)."""
     started = time.perf_counter()
@@ -46,6 +48,8 @@ async def one_handshake(
         open_timeout=30,
         close_timeout=10,
     ) as ws:
+        if first_frame is not None:
+            await ws.send(first_frame)
         try:
             frame = await ws.recv()
         except ConnectionClosed as exc:
@@ -72,6 +76,7 @@ async def drive(
     uri = server.uri(stack.name)
     subprotocols, headers = stack.client_request(fixtures)
     expected = stack.expected_frame(fixtures)
+    first_frame = stack.first_frame(fixtures)
     latencies: list[float] = []
     errors: list[str] = []
     started_count = 0
@@ -83,7 +88,9 @@ async def drive(
         while started_count < handshakes and loop.time() < deadline and len(errors) < 20:
             started_count += 1
             try:
-                latencies.append(await one_handshake(uri, stack, subprotocols, headers, expected))
+                latencies.append(
+                    await one_handshake(uri, stack, subprotocols, headers, expected, first_frame)
+                )
             except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
