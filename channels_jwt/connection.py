@@ -41,8 +41,9 @@ class JWTConnection:
     """What the middleware verified for this connection.
 
     ``claims`` is the verified payload, ``source`` where the token came from
-    (``"subprotocol"``, ``"query"``, ``"header"`` or ``"cookie"``), ``expires_at`` the token's
-    ``exp`` as an aware UTC ``datetime`` (``None`` without ``exp``). After the middleware
+    (``"subprotocol"``, ``"query"``, ``"header"``, ``"cookie"`` or ``"message"``),
+    ``expires_at`` the token's ``exp`` as an aware UTC ``datetime`` (``None`` without
+    ``exp``). After the middleware
     itself closed the socket, ``close_code`` and ``close_reason`` say why (servers report
     different disconnect codes to the application); they are ``None`` otherwise.
     """

@@ -4,7 +4,7 @@ GraphQL over HTTP, or any ASGI HTTP consumer routed through Channels' ``Protocol
 then sees the same ``scope["user"]`` and ``scope["jwt"]`` as the WebSocket beside it. A request
 with ``Authorization: <HEADER_SCHEME> <token>`` is authenticated, the header removed from the
 scope the application sees; a request without one is anonymous; a bad credential never passes
-as anonymous: it is answered with its HTTP status (401, 403, 429, 503) and a JSON body
+as anonymous: it is answered with its HTTP status (401, 403, 503) and a JSON body
 ``{"code": ..., "reason": ...}``, and a 401 carries ``WWW-Authenticate``.
 """
 

@@ -40,7 +40,8 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
     (``Authorization: HEADER_SCHEME token``), ``"cookie"`` (``COOKIE_NAME=token`` with an
     ``Origin`` of ``origin``) or ``"message"`` (the first frame, sent by :meth:`connect` in
     ``MESSAGE_FORMAT``: ``{"type": "authenticate", "token": token}`` for ``"json"``,
-    ``connection_init`` with ``{"Authorization": "Bearer <token>"}`` for ``"graphql-ws"``).
+    ``connection_init`` with ``{"Authorization": "Bearer <token>"}`` for ``"graphql-ws"``;
+    ``message_format`` names the format when a route's ``settings=`` set its own).
     With ``token=None`` nothing is added.
 
     A cookie counts only from the request's own origin, so the cookie transport also sends
@@ -59,13 +60,15 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         headers: list[tuple[bytes, bytes]] | None = None,
         subprotocols: list[str] | None = None,
         origin: str | None = None,
+        message_format: str | None = None,
     ) -> None:
         super().__init__(
             application, path, headers=list(headers or []), subprotocols=list(subprotocols or [])
         )
         self._first_message: str | None = None
         if token is not None and transport == "message":
-            self._first_message = _first_message(token)
+            fmt = current_config().MESSAGE_FORMAT if message_format is None else message_format
+            self._first_message = _first_message(token, fmt)
         elif token is not None:
             self._present(token, transport, origin)
 
@@ -126,9 +129,8 @@ class JWTWebsocketCommunicator(WebsocketCommunicator):  # type: ignore[misc]
         return connected, detail
 
 
-def _first_message(token: str) -> str:
-    """The first frame carrying ``token`` in the configuration's ``MESSAGE_FORMAT``."""
-    fmt = current_config().MESSAGE_FORMAT
+def _first_message(token: str, fmt: object) -> str:
+    """The first frame carrying ``token`` in the ``MESSAGE_FORMAT`` ``fmt``."""
     if fmt == "json":
         return json.dumps({"type": AUTHENTICATE, "token": token})
     if fmt == "graphql-ws":

@@ -475,3 +475,19 @@ async def test_the_testing_communicator_needs_a_format_it_can_write(
 
     with pytest.raises(ValueError, match="MESSAGE_FORMAT"):
         JWTWebsocketCommunicator(ListeningApp(), "/ws/", "t", transport="message")
+
+
+@pytest.mark.parametrize(
+    ("message_format", "expected"), [(GRAPHQL, (True, None)), (None, (False, 4401))]
+)
+async def test_the_testing_communicator_writes_a_routes_own_format(
+    message_source: Configure, message_format: str | None, expected: tuple[bool, object]
+) -> None:
+    message_source(**MESSAGE_ONLY, MESSAGE_FORMAT=JSON)
+    route = JWTAuthMiddleware(ListeningApp(), settings={"MESSAGE_FORMAT": GRAPHQL})
+    communicator = JWTWebsocketCommunicator(
+        route, "/ws/", token_for(4), transport="message", message_format=message_format
+    )
+
+    assert await communicator.connect(timeout=0.2) == expected
+    await communicator.disconnect()
