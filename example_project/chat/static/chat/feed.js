@@ -6,9 +6,10 @@
 //
 // - connectionParams is a function, so every (re)connection asks for a token that is still
 //   valid: after a 4440 (expired) the retry carries a fresh one.
-// - shouldRetry stops on 4403 (account disabled) and 4441 (revoked, or logged out): graphql-ws
-//   retries those by default, and a revoked client should not come back. 4400 and 4401 it
-//   never retries; everything else (4440, 4408, 4429, 4503, a lost connection) backs off and
+// - shouldRetry stops on 4403 (account disabled), 4441 (revoked, or logged out) and on a
+//   connectionParams that found no session (LoggedOut, which graphql-ws would retry): graphql-ws
+//   retries those by default, and a revoked client should not come back. 4400, 4401 and 4429
+//   it never retries; everything else (4440, 4408, 4503, a lost connection) backs off and
 //   retries, and graphql-ws subscribes again on the new socket.
 //
 // For tests and the curious: <body data-state="..."> (logged-out, connecting, subscribed,
@@ -73,7 +74,8 @@
     connectionParams: async () => ({ Authorization: `Bearer ${await validToken()}`, page: "feed" }),
     retryAttempts: 10,
     retryWait: backoff,
-    shouldRetry: (event) => !NO_RETRY.has(event && event.code),
+    // A thrown LoggedOut (from connectionParams) reaches shouldRetry too: never retried.
+    shouldRetry: (event) => !(event instanceof LoggedOut) && !NO_RETRY.has(event && event.code),
     on: {
       connecting: () => record("connecting"),
       connected: (_socket, payload) => {
