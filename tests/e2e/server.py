@@ -1,4 +1,4 @@
-"""The example project under uvicorn in a subprocess, on a free loopback port.
+"""The example project under uvicorn (or daphne) in a subprocess, on a free loopback port.
 
 Its database is a temporary SQLite file, migrated and seeded (``seed_demo`` plus one user the
 tests may deactivate) by a subprocess before the server starts. Readiness is polled (an HTTP
@@ -95,22 +95,19 @@ def set_up_database(env: dict[str, str]) -> dict[str, int]:
     return user_ids
 
 
-def start(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    """Start uvicorn serving ``config.asgi:application`` on ``port``."""
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "config.asgi:application",
-        "--app-dir",
-        str(EXAMPLE_DIR),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--lifespan",
-        "off",
-    ]
+def start(
+    env: dict[str, str], port: int, log_path: Path, server: str = "uvicorn"
+) -> subprocess.Popen[bytes]:
+    """Start ``server`` (``"uvicorn"`` or ``"daphne"``) serving ``config.asgi:application``
+    on ``port``."""
+    command = [sys.executable, "-m", server, "config.asgi:application"]
+    if server == "uvicorn":
+        command += ["--app-dir", str(EXAMPLE_DIR), "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--lifespan", "off"]
+    elif server == "daphne":  # imports the application from its working directory
+        command += ["-b", "127.0.0.1", "-p", str(port)]
+    else:
+        raise ValueError(f"unknown server {server!r}")
     with log_path.open("wb") as log_file:
         return subprocess.Popen(
             command,
