@@ -3,6 +3,8 @@
 The browser is Debian's ``chromium`` (``CHROMIUM_PATH``, else ``/usr/bin/chromium``) driven by
 Playwright; Playwright never downloads a browser here. A missing Chromium fails the tests
 rather than skipping them: CI installs it (``.ci/run``), so its absence is a broken set-up.
+The feed page loads graphql-ws from ``example_project/node_modules``: ``npm ci`` runs there
+before the server starts if it is not installed yet, and missing Node.js or npm fail the tests.
 
 When a test fails, every page it opened leaves a screenshot and its console log, and the
 server its log, under ``test-artifacts/<test>/``.
@@ -14,6 +16,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
 from tests.e2e.pages import ChatPage
 from tests.e2e.server import (
+    EXAMPLE_DIR,
     REPO_ROOT,
     ExampleServer,
     environment,
@@ -47,6 +51,8 @@ DESKTOP = (1100, 720)
 #: Playwright's waits, in milliseconds: generous for a slow CI machine, short for a hang.
 STEP_TIMEOUT_MS = 10_000
 expect.set_options(timeout=STEP_TIMEOUT_MS)
+#: ``npm ci``'s time limit, in seconds: a cold cache downloads the packages.
+NPM_TIMEOUT = 300
 
 _reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -67,9 +73,43 @@ def failed(item: pytest.Item) -> bool:
     return any(report.failed for report in reports.values())
 
 
+def install_example_packages(directory: Path = EXAMPLE_DIR) -> None:
+    """``npm ci`` in ``directory`` (the example project) unless graphql-ws is installed there:
+    the feed page loads it from ``node_modules``. Fails, never skips, without Node.js or npm."""
+    if (directory / "node_modules" / "graphql-ws" / "package.json").exists():
+        return
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail(
+            "The end-to-end tests need Node.js (>= 20) and npm on PATH: the example's feed page "
+            f"loads graphql-ws, installed by `npm ci` in {directory} (from its lock file). "
+            "Install them (they are part of the CI image). These tests do not skip.",
+            pytrace=False,
+        )
+    command = [npm, "ci", "--no-audit", "--no-fund"]
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=NPM_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"`{' '.join(command)}` in {directory} took over {NPM_TIMEOUT}s", pytrace=False)
+    if completed.returncode != 0:
+        pytest.fail(
+            f"`{' '.join(command)}` failed in {directory} (exit {completed.returncode}):\n"
+            f"{completed.stdout}\n{completed.stderr}",
+            pytrace=False,
+        )
+
+
 @pytest.fixture(scope="package")
 def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleServer]:
     """The example project, migrated and seeded, under uvicorn on a free port."""
+    install_example_packages()
     directory = tmp_path_factory.mktemp("example")
     db_path = directory / "db.sqlite3"
     signing_key = secrets.token_urlsafe(64)

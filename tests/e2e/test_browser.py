@@ -4,11 +4,13 @@ What a person sees: two people chat; a wrong password is refused; the token is r
 place on the open socket before it expires, for as long as the page stays open; a page that
 does not renew it is closed with 4440 when it expires, refreshes it and reconnects by itself;
 a deactivated account is told so (4403); an authentication outage (4503) is retried with
-backoff; the query-string transport works too, and its token stays out of the server's log.
+backoff; the query-string transport works too, and its token stays out of the server's log; so
+does the first-message transport (the token in the socket's first frame), renewed in place.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -254,3 +256,50 @@ def test_query_string_client_chats_and_its_token_stays_out_of_the_log(
     log = example_server.log()
     assert f'"WebSocket /ws/chat/{room}/?token=[redacted]" [accepted]' in log
     assert token not in log
+
+
+def test_first_message_client_chats_and_renews_its_token_in_place(
+    open_page: OpenPage, room: str, example_server: ExampleServer
+) -> None:
+    # ?transport=message: a handshake with no credentials, then {"type": "authenticate",
+    # "token": ...} as the first frame (MESSAGE_FORMAT "json").
+    bob = open_page("bob-message", room=room, transport="message")
+    alice = open_page("alice", room=room)
+    with bob.page.expect_response("**/api/login") as login:
+        bob.log_in(*BOB)
+    token = login.value.json()["access"]
+    bob.expect_state("connected")
+    alice.log_in_and_connect(*ALICE)
+
+    connected = first(bob.events, "connected")
+    assert connected["protocol"] == ""  # no subprotocol offered
+    expect(bob.page.locator("#transport")).to_have_text("the first message")
+    [socket] = bob.sockets
+    assert socket.url == f"ws://127.0.0.1:{example_server.port}/ws/chat/{room}/"  # no ?token=
+    assert json.loads(socket.sent[0]) == {"type": "authenticate", "token": token}
+    bob.say("Sent over a socket that got its token in a frame.")
+    alice.expect_message("bob", "Sent over a socket that got its token in a frame.")
+    alice.say("Received there too.")
+    bob.expect_message("alice", "Received there too.")
+
+    # The same socket outlives its first token: renewed in place (token.refresh).
+    bob.page.wait_for_function(
+        "end => window.refreshes.length >= 1 && Date.now() > end + 500",
+        arg=connected["expires_at"],
+        timeout=(ACCESS_TOKEN_SECONDS + 5) * 1000,
+    )
+    assert bob.close_codes == []
+    assert len(bob.sockets) == 1
+    assert bob.refreshes[0]["previous_expires_at"] == connected["expires_at"]
+    refresh = next(
+        frame for frame in map(json.loads, socket.sent) if frame["type"] == "token.refresh"
+    )
+    bob.say("Still on the socket I opened, after its first token expired.")
+    alice.expect_message("bob", "Still on the socket I opened, after its first token expired.")
+    assert bob.close_codes == []
+
+    log = example_server.log()
+    assert f'"WebSocket /ws/chat/{room}/" [accepted]' in log
+    assert token not in log
+    assert refresh["token"] not in log
+    assert bob.console_errors == bob.failed_requests == []
