@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
-import subprocess
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -39,8 +36,8 @@ from tests.jwks_server import (
     public_jwk,
     running_jwks_server,
 )
+from tests.nodejs import INTEROP_DIR, installed_node, run
 
-NODE_DIR = Path(__file__).parent / "interop" / "node"
 MINTERS = ["jwcrypto", "joserfc", "node-jose"]
 KIDS = {"RS256": "rsa-1", "PS256": "rsa-1", "ES256": "p256-1", "EdDSA": "ed25519-1"}
 JOSERFC_KEYS = {"RS256": RSAKey, "PS256": RSAKey, "ES256": ECKey, "EdDSA": OKPKey}
@@ -82,42 +79,10 @@ def mint_with_joserfc(private_key: Any, alg: str, claims: dict[str, Any]) -> str
         return joserfc_jwt.encode({"alg": alg, "kid": KIDS[alg]}, claims, key, algorithms=[alg])
 
 
-def node_executables() -> tuple[str, str]:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail(
-            "The interop tests need Node.js (>= 20) and npm on PATH to mint tokens with the "
-            "`jose` package; install them (they are part of the CI image). These tests do "
-            "not skip.",
-            pytrace=False,
-        )
-    return node, npm
-
-
-def run(command: list[str], *, stdin: str = "", timeout: float = 120) -> str:
-    result = subprocess.run(
-        command, cwd=NODE_DIR, input=stdin, capture_output=True, text=True, timeout=timeout
-    )
-    if result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} failed in {NODE_DIR} (exit {result.returncode}):\n"
-            f"{result.stderr}",
-            pytrace=False,
-        )
-    return result.stdout
-
-
-def installed_node() -> str:
-    """The ``node`` executable, after ``npm ci`` if the locked ``jose`` is not installed yet."""
-    node, npm = node_executables()
-    if not (NODE_DIR / "node_modules" / "jose" / "package.json").exists():
-        run([npm, "ci", "--no-audit", "--no-fund"], timeout=300)
-    return node
-
-
 def mint_with_node_jose(requests: list[dict[str, Any]]) -> list[str]:
     """Tokens from ``node mint.mjs`` (private JWKs and claims on stdin, tokens on stdout)."""
-    output = run([installed_node(), "mint.mjs"], stdin=json.dumps({"requests": requests}))
+    node = installed_node(INTEROP_DIR, "jose")
+    output = run([node, "mint.mjs"], INTEROP_DIR, stdin=json.dumps({"requests": requests}))
     tokens: list[str] = json.loads(output)["tokens"]
     return tokens
 
@@ -258,10 +223,10 @@ async def test_tampered_foreign_token_is_refused(
 
 
 def test_node_jose_is_the_locked_version() -> None:
-    node = installed_node()
-    version = run([node, "--version"]).strip()
-    lock = json.loads((NODE_DIR / "package-lock.json").read_text())
-    installed = json.loads((NODE_DIR / "node_modules" / "jose" / "package.json").read_text())
+    node = installed_node(INTEROP_DIR, "jose")
+    version = run([node, "--version"], INTEROP_DIR).strip()
+    lock = json.loads((INTEROP_DIR / "package-lock.json").read_text())
+    installed = json.loads((INTEROP_DIR / "node_modules" / "jose" / "package.json").read_text())
 
     assert int(version.lstrip("v").split(".")[0]) >= 20, version
     assert installed["version"] == lock["packages"]["node_modules/jose"]["version"]

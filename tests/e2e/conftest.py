@@ -16,14 +16,13 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
-from tests.e2e.pages import ChatPage
+from tests.e2e.pages import ChatPage, Tab
 from tests.e2e.server import (
     EXAMPLE_DIR,
     REPO_ROOT,
@@ -33,6 +32,7 @@ from tests.e2e.server import (
     start,
     wait_until_serving,
 )
+from tests.nodejs import installed_node
 from tests.processes import free_port, stop
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -51,8 +51,6 @@ DESKTOP = (1100, 720)
 #: Playwright's waits, in milliseconds: generous for a slow CI machine, short for a hang.
 STEP_TIMEOUT_MS = 10_000
 expect.set_options(timeout=STEP_TIMEOUT_MS)
-#: ``npm ci``'s time limit, in seconds: a cold cache downloads the packages.
-NPM_TIMEOUT = 300
 
 _reports = pytest.StashKey[dict[str, pytest.TestReport]]()
 
@@ -73,43 +71,10 @@ def failed(item: pytest.Item) -> bool:
     return any(report.failed for report in reports.values())
 
 
-def install_example_packages(directory: Path = EXAMPLE_DIR) -> None:
-    """``npm ci`` in ``directory`` (the example project) unless graphql-ws is installed there:
-    the feed page loads it from ``node_modules``. Fails, never skips, without Node.js or npm."""
-    if (directory / "node_modules" / "graphql-ws" / "package.json").exists():
-        return
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        pytest.fail(
-            "The end-to-end tests need Node.js (>= 20) and npm on PATH: the example's feed page "
-            f"loads graphql-ws, installed by `npm ci` in {directory} (from its lock file). "
-            "Install them (they are part of the CI image). These tests do not skip.",
-            pytrace=False,
-        )
-    command = [npm, "ci", "--no-audit", "--no-fund"]
-    try:
-        completed = subprocess.run(
-            command,
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=NPM_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"`{' '.join(command)}` in {directory} took over {NPM_TIMEOUT}s", pytrace=False)
-    if completed.returncode != 0:
-        pytest.fail(
-            f"`{' '.join(command)}` failed in {directory} (exit {completed.returncode}):\n"
-            f"{completed.stdout}\n{completed.stderr}",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="package")
 def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleServer]:
     """The example project, migrated and seeded, under uvicorn on a free port."""
-    install_example_packages()
+    installed_node(EXAMPLE_DIR, "graphql-ws")  # the feed page loads it from node_modules
     directory = tmp_path_factory.mktemp("example")
     db_path = directory / "db.sqlite3"
     signing_key = secrets.token_urlsafe(64)
@@ -210,11 +175,12 @@ def save_artifacts(item: pytest.Item, pages: list[ChatPage], server: ExampleServ
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     for page in pages:
-        _save_page(page, directory)
+        save_page(page, directory)
     (directory / "server.log").write_text(server.log())
 
 
-def _save_page(page: ChatPage, directory: Path) -> None:
+def save_page(page: Tab, directory: Path) -> None:
+    """A screenshot and the console log of ``page`` in ``directory``."""
     lines = [
         *page.console,
         *(f"[pageerror] {error}" for error in page.errors),

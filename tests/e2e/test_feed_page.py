@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
-from tests.e2e.conftest import ARTIFACTS, DESKTOP, STEP_TIMEOUT_MS, _save_page, failed
+from tests.e2e.conftest import ARTIFACTS, DESKTOP, STEP_TIMEOUT_MS, failed, save_page
 from tests.e2e.pages import ChatPage, FeedPage, Socket, Tab
 from tests.e2e.server import ACCESS_TOKEN_SECONDS, ExampleServer
 
@@ -99,7 +99,7 @@ def open_feed(
         if failed(request.node) and pages:
             feed_artifacts.mkdir()
             for page in pages:
-                _save_page(page, feed_artifacts)  # type: ignore[arg-type]  # a Tab, as ChatPage
+                save_page(page, feed_artifacts)
         errors = [f"{page.label}: {error}" for page in pages for error in page.errors]
         assert not errors, f"uncaught errors in the page: {errors}"
     finally:

@@ -43,8 +43,8 @@ from tests.e2e.server import (
     wait_until_serving,
 )
 from tests.harness import claims_for, hs_token
+from tests.nodejs import INTEROP_DIR, installed_node
 from tests.processes import free_port, stop
-from tests.test_interop import NODE_DIR, installed_node, node_executables, run
 
 pytestmark = pytest.mark.e2e
 
@@ -88,11 +88,7 @@ def server(
 @pytest.fixture(scope="module")
 def node() -> str:
     """The ``node`` executable, with the locked graphql-ws, ws and graphql installed."""
-    executable = installed_node()
-    if not (NODE_DIR / "node_modules" / "graphql-ws" / "package.json").exists():
-        _, npm = node_executables()
-        run([npm, "ci", "--no-audit", "--no-fund"], timeout=300)
-    return executable
+    return installed_node(INTEROP_DIR, "graphql-ws", "ws", "graphql")
 
 
 @pytest.fixture
@@ -115,7 +111,7 @@ class GraphQLClient:
     def __init__(self, node: str, spec: dict[str, Any]) -> None:
         self.process = subprocess.Popen(
             [node, "graphql_client.mjs"],
-            cwd=NODE_DIR,
+            cwd=INTEROP_DIR,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
