@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
@@ -23,17 +22,8 @@ import pytest
 from playwright.sync_api import Browser, Playwright, expect, sync_playwright
 
 from tests.e2e.pages import ChatPage, Tab
-from tests.e2e.server import (
-    EXAMPLE_DIR,
-    REPO_ROOT,
-    ExampleServer,
-    environment,
-    set_up_database,
-    start,
-    wait_until_serving,
-)
+from tests.e2e.server import EXAMPLE_DIR, REPO_ROOT, ExampleServer, running_example
 from tests.nodejs import installed_node
-from tests.processes import free_port, stop
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -75,20 +65,8 @@ def failed(item: pytest.Item) -> bool:
 def example_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ExampleServer]:
     """The example project, migrated and seeded, under uvicorn on a free port."""
     installed_node(EXAMPLE_DIR, "graphql-ws")  # the feed page loads it from node_modules
-    directory = tmp_path_factory.mktemp("example")
-    db_path = directory / "db.sqlite3"
-    signing_key = secrets.token_urlsafe(64)
-    env = environment(db_path, signing_key)
-    user_ids = set_up_database(env)
-    port = free_port()
-    log_path = directory / "uvicorn.log"
-    process = start(env, port, log_path)
-    try:
-        server = ExampleServer(port, log_path, db_path, signing_key, user_ids)
-        wait_until_serving(process, f"{server.url}/api/csrf", log_path)
+    with running_example(tmp_path_factory.mktemp("example")) as server:
         yield server
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="package")

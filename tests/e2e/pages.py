@@ -9,7 +9,7 @@ the time in milliseconds since the epoch).
 ``FeedPage`` (``/feed/?room=<room>``): the GraphQL feed, a graphql-ws subscription. Its hooks:
 ``<body data-state="...">`` (``logged-out``, ``connecting``, ``subscribed``, ``reconnecting``,
 ``revoked``, ``failed``), ``window.closeCodes``, ``window.acks`` (every ``connection_ack``
-payload) and ``window.feedEvents`` (each step, ``event`` and ``at``).
+payload) and ``window.feedEvents`` (each step, ``type`` and ``at``).
 
 Both record what a person would see in the developer tools: console messages, uncaught errors,
 failed requests, and every WebSocket the page opened with the frames it sent.
@@ -229,3 +229,13 @@ class FeedPage(Tab):
         """The page's event log (``event``, ``at`` in epoch milliseconds, details)."""
         events: list[dict[str, Any]] = self.page.evaluate("window.feedEvents")
         return events
+
+
+def first(
+    events: list[dict[str, Any]], kind: str, after: float = 0, **match: Any
+) -> dict[str, Any]:
+    """The first event of ``kind`` at or after ``after`` whose fields include ``match``."""
+    for event in events:
+        if event["type"] == kind and event["at"] >= after and match.items() <= event.items():
+            return event
+    raise AssertionError(f"no {kind} event {match} after {after} in {events}")

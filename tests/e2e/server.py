@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.processes import free_port, stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DIR = REPO_ROOT / "example_project"
@@ -138,3 +143,22 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, log_path: Pat
         f"the example server did not answer {url} within {START_TIMEOUT}s:\n"
         + log_path.read_text(errors="replace")
     )
+
+
+@contextmanager
+def running_example(directory: Path, server: str = "uvicorn") -> Iterator[ExampleServer]:
+    """The example project, migrated and seeded in ``directory``, under ``server`` on a free
+    port until the block ends."""
+    db_path = directory / "db.sqlite3"
+    signing_key = secrets.token_urlsafe(64)
+    env = environment(db_path, signing_key)
+    user_ids = set_up_database(env)
+    port = free_port()
+    log_path = directory / f"{server}.log"
+    process = start(env, port, log_path, server=server)
+    try:
+        example = ExampleServer(port, log_path, db_path, signing_key, user_ids)
+        wait_until_serving(process, f"{example.url}/api/csrf", log_path)
+        yield example
+    finally:
+        stop(process)

@@ -15,12 +15,11 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.pages import ChatPage
+from tests.e2e.pages import ChatPage, first
 from tests.e2e.server import ACCESS_TOKEN_SECONDS, DISPOSABLE_USER, ExampleServer
 
 pytestmark = pytest.mark.e2e
@@ -35,16 +34,6 @@ CAROL = ("carol", "carol-demo-password")  # inactive
 def room() -> str:
     """A room of this test's own, so no other test's messages show up in it."""
     return f"e2e-{uuid.uuid4().hex[:12]}"
-
-
-def first(
-    events: list[dict[str, Any]], kind: str, after: float = 0, **match: Any
-) -> dict[str, Any]:
-    """The first event of ``kind`` at or after ``after`` whose fields include ``match``."""
-    for event in events:
-        if event["type"] == kind and event["at"] >= after and match.items() <= event.items():
-            return event
-    raise AssertionError(f"no {kind} event {match} after {after} in {events}")
 
 
 def deactivate(server: ExampleServer, username: str) -> None:

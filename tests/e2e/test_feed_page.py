@@ -26,7 +26,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, expect
 
 from tests.e2e.conftest import ARTIFACTS, DESKTOP, STEP_TIMEOUT_MS, failed, save_page
-from tests.e2e.pages import ChatPage, FeedPage, Socket, Tab
+from tests.e2e.pages import ChatPage, FeedPage, Socket, Tab, first
 from tests.e2e.server import ACCESS_TOKEN_SECONDS, ExampleServer
 
 pytestmark = pytest.mark.e2e
@@ -105,16 +105,6 @@ def open_feed(
     finally:
         for context in contexts:
             context.close()
-
-
-def first(
-    events: list[dict[str, Any]], kind: str, after: float = 0, **match: Any
-) -> dict[str, Any]:
-    """The feed's first event of ``kind`` at or after ``after`` whose fields include ``match``."""
-    for event in events:
-        if event["event"] == kind and event["at"] >= after and match.items() <= event.items():
-            return event
-    raise AssertionError(f"no {kind} event {match} after {after} in {events}")
 
 
 def frames(socket: Socket) -> list[dict[str, Any]]:
@@ -257,7 +247,7 @@ def test_logging_out_on_the_chat_page_closes_the_feed_for_good(
     stopped = first(feed.events, "stopped")  # graphql-ws gave up: shouldRetry said no
     assert stopped["code"] == 4441
     assert len(feed.acks) == 1
-    assert [event for event in feed.events if event["event"] == "connecting"] == [
+    assert [event for event in feed.events if event["type"] == "connecting"] == [
         first(feed.events, "connecting")
     ]
     assert len(feed.sockets) == 1
@@ -270,7 +260,7 @@ def test_logging_out_on_the_chat_page_closes_the_feed_for_good(
     bobs_feed.expect_entry("bob", "Alice has left.")
     assert 4441 not in bobs_feed.close_codes
     assert feed.entry("Alice has left.").count() == 0
-    assert feed.events[-1]["event"] == "stopped"  # and nothing after: no reconnection
+    assert feed.events[-1]["type"] == "stopped"  # and nothing after: no reconnection
     assert_quiet(alice, bob, feed, bobs_feed)
 
 
@@ -285,6 +275,6 @@ def test_feed_without_a_session_shows_the_login_view_and_opens_no_socket(
     expect(feed.page.locator("#feed-view")).to_be_hidden()
     expect(feed.page.locator("#status-text")).to_have_text("Not logged in.")
     assert feed.sockets == []
-    assert [event["event"] for event in feed.events] == ["stopped"]
+    assert [event["type"] for event in feed.events] == ["stopped"]
     assert feed.close_codes == feed.acks == []
     assert_quiet(feed)

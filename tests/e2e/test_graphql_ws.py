@@ -34,17 +34,9 @@ from typing import IO, Any
 
 import pytest
 
-from tests.e2e.server import (
-    ACCESS_TOKEN_SECONDS,
-    ExampleServer,
-    environment,
-    set_up_database,
-    start,
-    wait_until_serving,
-)
+from tests.e2e.server import ACCESS_TOKEN_SECONDS, ExampleServer, running_example
 from tests.harness import claims_for, hs_token
 from tests.nodejs import INTEROP_DIR, installed_node
-from tests.processes import free_port, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -69,20 +61,8 @@ def server(
 ) -> Iterator[ExampleServer]:
     """The example project, migrated and seeded, under uvicorn or daphne on a free port."""
     name: str = request.param
-    directory = tmp_path_factory.mktemp(f"graphql-{name}")
-    db_path = directory / "db.sqlite3"
-    signing_key = secrets.token_urlsafe(64)
-    env = environment(db_path, signing_key)
-    user_ids = set_up_database(env)
-    port = free_port()
-    log_path = directory / f"{name}.log"
-    process = start(env, port, log_path, server=name)
-    try:
-        example = ExampleServer(port, log_path, db_path, signing_key, user_ids)
-        wait_until_serving(process, f"{example.url}/api/csrf", log_path)
+    with running_example(tmp_path_factory.mktemp(f"graphql-{name}"), name) as example:
         yield example
-    finally:
-        stop(process)
 
 
 @pytest.fixture(scope="module")

@@ -35,8 +35,8 @@
   window.acks = [];
   window.feedEvents = [];
 
-  function record(event, details = {}) {
-    window.feedEvents.push({ event, at: Date.now(), ...details });
+  function record(type, details = {}) {
+    window.feedEvents.push({ type, at: Date.now(), ...details });
   }
 
   function setState(state, text) {
