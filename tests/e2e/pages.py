@@ -135,6 +135,14 @@ class ChatPage(Tab):
         self.expect_state("connected")
         expect(self.page.locator("#username")).to_have_text(username)
 
+    def log_in_for_token(self, username: str, password: str) -> str:
+        """Log in, wait until connected, and return the access token the login handed out."""
+        with self.page.expect_response("**/api/login") as login:
+            self.log_in(username, password)
+        token: str = login.value.json()["access"]
+        self.expect_state("connected")
+        return token
+
     def log_out(self) -> None:
         """Click "Log out" and wait for the login form (the session ends on the server)."""
         with self.page.expect_response("**/api/logout"):

@@ -231,10 +231,7 @@ def test_query_string_client_chats_and_its_token_stays_out_of_the_log(
 ) -> None:
     bob = open_page("bob-query", room=room, transport="query")
     alice = open_page("alice", room=room)
-    with bob.page.expect_response("**/api/login") as login:
-        bob.log_in(*BOB)
-    token = login.value.json()["access"]
-    bob.expect_state("connected")
+    token = bob.log_in_for_token(*BOB)
     alice.log_in_and_connect(*ALICE)
 
     assert first(bob.events, "connected")["protocol"] == ""  # no subprotocol offered
@@ -254,10 +251,7 @@ def test_first_message_client_chats_and_renews_its_token_in_place(
     # "token": ...} as the first frame (MESSAGE_FORMAT "json").
     bob = open_page("bob-message", room=room, transport="message")
     alice = open_page("alice", room=room)
-    with bob.page.expect_response("**/api/login") as login:
-        bob.log_in(*BOB)
-    token = login.value.json()["access"]
-    bob.expect_state("connected")
+    token = bob.log_in_for_token(*BOB)
     alice.log_in_and_connect(*ALICE)
 
     connected = first(bob.events, "connected")
