@@ -337,12 +337,12 @@ def _replay_lookups(fixtures: Fixtures, count: int) -> None:
     from django.contrib.auth import get_user_model
     from django.db import close_old_connections
 
-    from channels_jwt.users import _fetch_user_sync
+    from channels_jwt.users import _fetch_users_sync
 
     user_model = get_user_model()
     for _ in range(count):
         close_old_connections()
-        _fetch_user_sync(user_model, "id", fixtures.user_pk)
+        _fetch_users_sync(user_model, "id", [fixtures.user_pk])
         close_old_connections()
 
 

@@ -8,6 +8,9 @@ Two built-in resolvers, selected with ``USER_RESOLVER``:
 
 Both first canonicalise the user id claim against the type of ``USER_ID_FIELD``: ``True``,
 ``1.9``, ``" 1 "`` or a full-width digit one never become user 1.
+
+Lookups that arrive while one is in flight share the next hop to the database thread and one
+query (``channels_jwt.coalesce``); :func:`batched` gives a resolver of your own the same.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +29,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db.models import Field
 
+from channels_jwt.coalesce import LoopCoalescers
 from channels_jwt.conf import Config
 from channels_jwt.config import current_config, user_id_field
 from channels_jwt.exceptions import TokenInvalid, TokenRevoked, UserRejected
@@ -53,6 +57,8 @@ _CANONICAL_INT = re.compile(r"0|-?[1-9][0-9]{0,18}")
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 _INT64 = 2**63
 USER_CACHE_MAX_ENTRIES = 10_000
+#: Ids per ``IN (...)`` query: under every backend's parameter limit (SQLite's is 999 before 3.32).
+LOOKUP_CHUNK = 500
 
 
 def canonical_user_id(value: Any, field: Field[Any, Any]) -> Any:
@@ -173,7 +179,7 @@ async def _database_user(config: Config, claims: Mapping[str, Any]) -> AbstractB
     key = (user_model._meta.label_lower, field_name, user_id)
     user = cache.get(key) if cache.seconds > 0 else None
     if user is None:
-        user = await _fetch_user(user_model, field_name, user_id)
+        user = await _lookups(config).get(user_id)
         if user is None or not getattr(user, "is_active", True):
             raise UserRejected("user not found or inactive")
         if cache.seconds > 0:
@@ -191,14 +197,68 @@ def _require_current_password(claim: str, claims: Mapping[str, Any], user: Any) 
         raise TokenRevoked("password changed since the token was issued")
 
 
-async def _fetch_user(user_model: type[Model], field_name: str, user_id: Any) -> Any:
-    """One query, in channels' database thread (which also recycles stale connections)."""
-    return await database_sync_to_async(_fetch_user_sync)(user_model, field_name, user_id)
+def _lookups(config: Config) -> LoopCoalescers[Any, Any]:
+    """The configuration's user lookups: concurrent ones share a hop and a query."""
+    return config.derived("user_lookups", lambda: _coalesced_lookups(_identity(config)))
 
 
-def _fetch_user_sync(user_model: type[Model], field_name: str, user_id: Any) -> Any:
-    found = list(user_model._default_manager.filter(**{field_name: user_id})[:2])
-    return found[0] if len(found) == 1 else None
+def _coalesced_lookups(identity: _UserIdentity) -> LoopCoalescers[Any, Any]:
+    fetch = database_sync_to_async(_fetch_users_sync)
+
+    async def load(user_ids: list[Any]) -> dict[Any, Any]:
+        # One hop to channels' database thread (which also recycles stale connections).
+        found: dict[Any, Any] = await fetch(identity.user_model, identity.field_name, user_ids)
+        return found
+
+    return LoopCoalescers(load)
+
+
+def _fetch_users_sync(
+    user_model: type[Model], field_name: str, user_ids: list[Any]
+) -> dict[Any, Any]:
+    """``{user_id: user}`` for each id that names exactly one user (others are left out).
+
+    One id: the query a lone handshake always made. Several: ``field IN (...)`` in chunks, each
+    user matched back by its exact value (a case-insensitive collation's near match is not it).
+    """
+    manager = user_model._default_manager
+    if len(user_ids) == 1:
+        found = list(manager.filter(**{field_name: user_ids[0]})[:2])
+        return {user_ids[0]: found[0]} if len(found) == 1 else {}
+    matches: dict[Any, list[Any]] = {}
+    for start in range(0, len(user_ids), LOOKUP_CHUNK):
+        chunk = user_ids[start : start + LOOKUP_CHUNK]
+        for user in manager.filter(**{f"{field_name}__in": chunk}):
+            matches.setdefault(getattr(user, field_name), []).append(user)
+    return {user_id: users[0] for user_id, users in matches.items() if len(users) == 1}
+
+
+def batched(
+    load_users: Callable[[list[Any]], Mapping[Any, Any]],
+) -> Callable[[Claims, Scope], Awaitable[Any]]:
+    """A ``USER_RESOLVER`` whose lookups are batched as :func:`database_user`'s are.
+
+    ``load_users(user_ids)`` gets the canonical user ids (``USER_ID_CLAIM`` converted to the
+    type of ``USER_ID_FIELD``) of every handshake waiting, in Channels' database thread, one
+    call per batch, and returns ``{user_id: user}``. A handshake whose id is missing from the
+    result, or whose user is inactive, is refused with 4403 (``UserRejected``); an exception
+    refuses every handshake of the batch with 4503, each as if it had been alone.
+    """
+    fetch = database_sync_to_async(load_users)
+
+    async def load(user_ids: list[Any]) -> Mapping[Any, Any]:
+        found: Mapping[Any, Any] = await fetch(user_ids)
+        return found
+
+    lookups: LoopCoalescers[Any, Any] = LoopCoalescers(load)
+
+    async def batched_user(claims: Claims, scope: Scope) -> Any:
+        user = await lookups.get(user_id_of(current_config(), claims))
+        if user is None or not getattr(user, "is_active", True):
+            raise UserRejected("user not found or inactive")
+        return user
+
+    return batched_user
 
 
 async def token_user(claims: Mapping[str, Any], scope: Mapping[str, Any]) -> TokenUser:

@@ -26,6 +26,7 @@ from channels_jwt.users import (
     INTEGER_FIELDS,
     TokenUser,
     UserCache,
+    batched,
     bound_resolver,
     canonical_user_id,
     database_user,
@@ -164,6 +165,75 @@ def test_database_user_by_a_non_unique_field_with_one_match(
     sam = User.objects.create(username="sam1", first_name="Sam")
     configure(settings, USER_ID_FIELD="first_name")
     assert resolve_unchecked({"user_id": "Sam"}) == sam
+
+
+def resolve_together(resolver: Any, ids: list[Any]) -> list[Any]:
+    """Resolve every id at once, in one event loop: each user, or the exception it raised."""
+
+    async def together() -> list[Any]:
+        lookups = [resolver({"user_id": user_id}, {"type": "websocket"}) for user_id in ids]
+        return await asyncio.gather(*lookups, return_exceptions=True)
+
+    return async_to_sync(together)()
+
+
+def test_concurrent_lookups_share_a_query_and_keep_each_answer(
+    user: Any, inactive_user: Any, transactional_db: None
+) -> None:
+    others = User.objects.bulk_create(User(username=f"storm{n}") for n in range(20))
+    ids = [user.pk, inactive_user.pk, "1 OR 1=1", 2**40, *(other.pk for other in others)]
+    with CaptureQueriesContext(connection) as queries:
+        answers = resolve_together(database_user, ids)
+
+    assert answers[0] == user
+    assert [type(answer) for answer in answers[1:4]] == [UserRejected, TokenInvalid, UserRejected]
+    assert str(answers[1]) == str(answers[3]) == "user not found or inactive"
+    assert answers[4:] == others
+    # Asked in the same turn of the event loop: one IN (...) query for all of them.
+    assert len(queries) == 1
+
+
+def test_a_storm_of_lookups_is_queried_in_chunks(transactional_db: None) -> None:
+    users = User.objects.bulk_create(User(username=f"storm{n}") for n in range(1201))
+    with CaptureQueriesContext(connection) as queries:
+        answers = resolve_together(database_user, [found.pk for found in users])
+    assert answers == users
+    assert len(queries) == 3  # 1,201 ids in chunks of 500
+
+
+def test_concurrent_lookups_by_a_non_unique_field_still_refuse_a_shared_value(
+    settings: Any, transactional_db: None
+) -> None:
+    User.objects.create(username="sam1", first_name="Sam")
+    User.objects.create(username="sam2", first_name="Sam")
+    kim = User.objects.create(username="kim", first_name="Kim")
+    configure(settings, USER_ID_FIELD="first_name")
+    config = Config.from_settings(Settings())
+    answers = resolve_together(bound_resolver(database_user, config), ["Kim", "Sam", "Kim"])
+    assert [answers[0], type(answers[1]), answers[2]] == [kim, UserRejected, kim]
+
+
+def test_a_batched_resolver_loads_each_batch_in_one_call(
+    user: Any, inactive_user: Any, transactional_db: None
+) -> None:
+    calls: list[list[Any]] = []
+
+    def load_users(user_ids: list[Any]) -> dict[Any, Any]:
+        calls.append(user_ids)
+        return User.objects.in_bulk(user_ids)
+
+    resolver = batched(load_users)
+    answers = resolve_together(resolver, [str(user.pk), inactive_user.pk, 10**6, True])
+
+    assert answers[0] == user
+    assert [type(answer) for answer in answers[1:]] == [UserRejected, UserRejected, TokenInvalid]
+    assert calls == [[user.pk, inactive_user.pk, 10**6]]  # canonical ids, one call
+
+    def failing(user_ids: list[Any]) -> dict[Any, Any]:
+        raise ConnectionError("the directory is down")
+
+    failures = resolve_together(batched(failing), [user.pk, inactive_user.pk])
+    assert [type(failure) for failure in failures] == [ConnectionError, ConnectionError]
 
 
 def test_user_id_field_naming_a_relation_is_a_configuration_error(settings: Any, db: None) -> None:
