@@ -19,6 +19,8 @@ use): without them these tests fail, they never skip.
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import json
 import re
 import subprocess
@@ -31,6 +33,8 @@ from typing import Any
 
 import jwt
 import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
 
 from tests.nodejs import INTEROP_DIR, installed_node, run
 from tests.test_docs import (
@@ -270,3 +274,26 @@ def test_page_clients_on_a_refused_token(node: str, clients: Path, server: str) 
     assert re.search(r"\b4401\b", apollo_error["message"]), apollo_error
     assert "401" in events["apollo query"]["error"]["message"]
     assert events["urql query"]["data"] is None
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("same_origin", [True, False], ids=["same-origin", "other-origin"])
+async def test_strawberry_closes_a_page_on_another_origin_with_1000(
+    server: str, access_token: str, same_origin: bool
+) -> None:
+    """The page's warning: channels-jwt authenticates the socket, then Strawberry (from the
+    release that checks ``Origin``) closes a page on another origin with 1000."""
+    checks_origin = importlib.util.find_spec("strawberry.http.websocket_origin") is not None
+    origin = f"http://{server}" if same_origin else "http://localhost:5173"
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {access_token}"}}
+    async with websockets.connect(
+        f"ws://{server}/graphql/", subprotocols=["graphql-transport-ws"], origin=origin
+    ) as ws:
+        await ws.send(json.dumps(init))
+        try:
+            reply: Any = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        except ConnectionClosed as closed:
+            reply = closed.rcvd.code if closed.rcvd else None
+
+    refused = checks_origin and not same_origin
+    assert reply == (1000 if refused else {"type": "connection_ack", "payload": reply["payload"]})
