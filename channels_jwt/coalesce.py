@@ -24,11 +24,17 @@ BatchLoad = Callable[[list[K]], Awaitable[Mapping[K, V]]]
 
 
 class Coalescer(Generic[K, V]):
-    """Batches concurrent :meth:`get` calls on one event loop into sequential ``load`` calls."""
+    """Batches concurrent :meth:`get` calls on one event loop into sequential ``load`` calls.
+
+    A caller that finds nothing in flight loads its key itself, at once and at no extra cost.
+    Callers that arrive meanwhile wait for the next batch, which a task runs when the current
+    one ends, and so on while keys keep arriving.
+    """
 
     def __init__(self, load: BatchLoad[K, V]) -> None:
         self._load = load
         self._next: dict[K, asyncio.Future[V | None]] = {}
+        self._busy = False
         self._drain: asyncio.Task[None] | None = None
 
     async def get(self, key: K) -> V | None:
@@ -37,36 +43,50 @@ class Coalescer(Generic[K, V]):
         Callers asking for the same key in one batch get copies (``copy.copy``): a user object
         one connection changes is never another connection's.
         """
+        if self._busy:
+            return await self._wait_for_next(key)
+        self._busy = True
+        try:
+            found = await self._load([key])
+        finally:  # even if this caller gave up: the ones that arrived meanwhile are served
+            self._batch_done()
+        return found.get(key)
+
+    async def _wait_for_next(self, key: K) -> V | None:
         future = self._next.get(key)
         shared = future is not None
         if future is None:
             future = asyncio.get_running_loop().create_future()
             future.add_done_callback(_observe)
             self._next[key] = future
-            if self._drain is None:
-                self._drain = asyncio.create_task(self._run())
         # Shielded: one caller's cancellation (its deadline) must not cancel the others' result.
         value = await asyncio.shield(future)
         return copy.copy(value) if shared else value
 
+    def _batch_done(self) -> None:
+        if self._next:
+            self._drain = asyncio.get_running_loop().create_task(self._run())
+        else:
+            self._busy = False
+
     async def _run(self) -> None:
+        batch, self._next = self._next, {}
         try:
-            while self._next:
-                batch, self._next = self._next, {}
-                try:
-                    found = await self._load(list(batch))
-                except asyncio.CancelledError:  # the loop is closing: nobody gets an answer
-                    for future in [*batch.values(), *self._next.values()]:
-                        future.cancel()
-                    raise
-                except Exception as exc:  # every caller of the batch gets it, as if alone
-                    for future in batch.values():
-                        future.set_exception(exc)
-                else:
-                    for key, future in batch.items():
-                        future.set_result(found.get(key))
+            found = await self._load(list(batch))
+        except asyncio.CancelledError:  # the loop is closing: nobody gets an answer
+            for future in [*batch.values(), *self._next.values()]:
+                future.cancel()
+            self._next.clear()
+            raise
+        except Exception as exc:  # every caller of the batch gets it, as if alone
+            for future in batch.values():
+                future.set_exception(exc)
+        else:
+            for key, future in batch.items():
+                future.set_result(found.get(key))
         finally:
             self._drain = None
+            self._batch_done()
 
 
 def _observe(future: asyncio.Future[Any]) -> None:

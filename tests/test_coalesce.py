@@ -47,7 +47,7 @@ async def test_a_lone_lookup_starts_at_once() -> None:
 
     assert load.batches == [["a"]]  # in flight without waiting for company
     load.release()
-    assert await lookup == "A"
+    assert await asyncio.wait_for(lookup, 1) == "A"
 
 
 async def test_lookups_asked_during_a_batch_go_together_in_the_next() -> None:
@@ -61,51 +61,51 @@ async def test_lookups_asked_during_a_batch_go_together_in_the_next() -> None:
     load.release()
 
     assert await first == "A"
-    assert await asyncio.gather(*later) == ["B", "C", "B", None]
+    assert await asyncio.wait_for(asyncio.gather(*later), 1) == ["B", "C", "B", None]
     assert load.batches == [["a"], ["b", "c", "zz"]]  # the same key asked twice: loaded once
 
 
 async def test_callers_of_the_same_key_get_their_own_copies() -> None:
-    original = {"name": "alice"}
-
     async def load(keys: list[str]) -> dict[str, dict[str, str]]:
-        return {"a": original}
+        return {"a": {"name": "alice"}}  # a new object per load, as a query makes
 
     coalescer: Coalescer[str, dict[str, str]] = Coalescer(load)
-    first, second = await asyncio.gather(coalescer.get("a"), coalescer.get("a"))
+    alone, second, third = await asyncio.gather(*(coalescer.get("a") for _ in range(3)))
 
-    assert first == second == original
-    assert first is original
-    assert second is not original  # one connection's changes stay its own
+    assert alone == second == third == {"name": "alice"}
+    assert len({id(alone), id(second), id(third)}) == 3  # one connection's changes stay its own
 
 
 async def test_a_caller_that_gives_up_leaves_the_batch_to_the_others() -> None:
     load = GatedLoad({"a": "A", "b": "B"})
     coalescer: Coalescer[str, str] = Coalescer(load)
-    leaving = asyncio.create_task(coalescer.get("a"))
-    staying = asyncio.create_task(coalescer.get("a"))
-    other = asyncio.create_task(coalescer.get("b"))
+    alone = asyncio.create_task(coalescer.get("a"))  # loads by itself
+    await settle()
+    leaving = asyncio.create_task(coalescer.get("b"))  # these two wait for the next batch
+    staying = asyncio.create_task(coalescer.get("b"))
     await settle()
 
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(leaving, 0.01)
+    alone.cancel()  # the one loading gives up too: the next batch runs all the same
     load.release()
 
-    assert (await staying, await other) == ("A", "B")
+    assert await asyncio.wait_for(staying, 1) == "B"
+    assert load.batches == [["a"], ["b"]]
 
 
-async def test_a_failed_batch_fails_each_of_its_callers_and_only_them() -> None:
+async def test_a_failed_load_fails_its_callers_and_only_them() -> None:
     load = GatedLoad({"a": "A", "b": "B"})
     coalescer: Coalescer[str, str] = Coalescer(load)
     failing = [asyncio.create_task(coalescer.get(key)) for key in ("a", "b")]
     await settle()
     load.failure = ConnectionError("the database is down")
     load.release()
-    results = await asyncio.gather(*failing, return_exceptions=True)
+    results = await asyncio.wait_for(asyncio.gather(*failing, return_exceptions=True), 1)
     assert [type(result) for result in results] == [ConnectionError, ConnectionError]
 
     load.failure = None
-    assert await coalescer.get("b") == "B"  # the next batch is a new start
+    assert await asyncio.wait_for(coalescer.get("b"), 1) == "B"  # the next batch is a new start
 
 
 async def test_a_batch_whose_callers_all_gave_up_logs_nothing(
@@ -113,32 +113,44 @@ async def test_a_batch_whose_callers_all_gave_up_logs_nothing(
 ) -> None:
     load = GatedLoad()
     coalescer: Coalescer[str, str] = Coalescer(load)
+    alone = asyncio.create_task(coalescer.get("a"))
+    await settle()
     with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(coalescer.get("a"), 0.01)
+        await asyncio.wait_for(coalescer.get("b"), 0.01)
     load.failure = ConnectionError("the database is down")
     load.release()
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(alone, 1)
     await settle()
     load.failure = None
     gc.collect()  # an unobserved exception is reported when its future is collected
 
+    assert load.batches == [["a"], ["b"]]
     assert "exception was never retrieved" not in caplog.text
 
 
 async def test_a_cancelled_batch_cancels_its_callers_and_the_next_ones() -> None:
     load = GatedLoad()
     coalescer: Coalescer[str, str] = Coalescer(load)
-    in_flight = asyncio.create_task(coalescer.get("a"))
+    alone = asyncio.create_task(coalescer.get("a"))
     await settle()
-    queued = asyncio.create_task(coalescer.get("b"))
+    in_batch = asyncio.create_task(coalescer.get("b"))
+    await settle()
+    alone.cancel()  # the batch of "b" starts in a task of its own
+    await settle()
+    queued = asyncio.create_task(coalescer.get("c"))
     await settle()
     drain = coalescer._drain
     assert drain is not None
 
     drain.cancel()  # what closing the loop does to a pending task
-    results = await asyncio.gather(in_flight, queued, return_exceptions=True)
+    gathered = asyncio.gather(in_batch, queued, return_exceptions=True)
+    results = await asyncio.wait_for(gathered, 1)
 
     assert [type(result) for result in results] == [asyncio.CancelledError] * 2
-    assert coalescer._drain is None
+    assert load.batches == [["a"], ["b"]]
+    load.release()
+    assert await asyncio.wait_for(coalescer.get("d"), 1) is None  # and usable again
 
 
 def test_each_event_loop_has_its_own_coalescer() -> None:
