@@ -60,7 +60,8 @@ test: install
 test-fast: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-## bench: handshake benchmarks, ratios to no auth (BENCH_ARGS=--quick for a smoke run)
+## bench: handshake benchmarks, ratios to no auth (BENCH_ARGS=--quick for a smoke run);
+## instructions per handshake need valgrind (without it that section says so and is skipped)
 bench: install
 	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

@@ -1,7 +1,8 @@
 """Run the channels_jwt benchmarks and print the tables: ``python -m benchmarks.run [--quick]``.
 
 Sections: ``floors`` (PyJWT and one user lookup alone), ``inprocess`` (channels'
-``WebsocketCommunicator``), ``wire`` (uvicorn and daphne on 127.0.0.1), ``memory`` (server
+``WebsocketCommunicator``), ``instructions`` (CPU instructions per in-process handshake,
+counted by callgrind), ``wire`` (uvicorn and daphne on 127.0.0.1), ``memory`` (server
 RSS with idle connections) and ``profile`` (pyinstrument). Every ratio is taken against the
 no-auth stack measured side by side in the same run. Results go to ``benchmarks/results.json``.
 """
@@ -23,7 +24,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-SECTIONS = ("floors", "inprocess", "wire", "memory", "profile")
+SECTIONS = ("floors", "inprocess", "instructions", "wire", "memory", "profile")
 ALL_STACKS = (
     "noauth",
     "session",
@@ -43,6 +44,11 @@ TARGETS = (
     ("in-process, HS256 + token_user", "inprocess", None, "hs256_token", "ratio", "<=", 1.10),
     ("in-process, HS256 + database_user", "inprocess", None, "hs256_db", "ratio", "<=", 2.0),
     ("in-process, garbage token rejected", "inprocess", None, "garbage", "ratio", "<=", 1.05),
+    # Issue 17: instructions (callgrind) hold still on a busy machine; same stacks as in-process.
+    ("instructions per handshake, HS256 + token_user", "instructions", None, "hs256_token",
+     "ratio", "<=", 1.08),
+    ("instructions per handshake, HS256 + database_user", "instructions", None, "hs256_db",
+     "ratio", "<=", 2.0),
     (
         "uvicorn handshakes/s, HS256 + token_user",
         "wire",
@@ -108,6 +114,11 @@ QUICK = {
     "inprocess_handshakes": 60,
     "inprocess_rounds": 3,
     "inprocess_stacks": ALL_STACKS,
+    # callgrind runs ~50x slower: runs of 10 and 20 handshakes (perf: 200 and 400).
+    "instructions_stacks": ("noauth", "hs256_token", "hs256_db"),
+    "instructions_handshakes": 10,
+    "instructions_perf_handshakes": 200,
+    "instructions_conn_max_age_60": False,
     "floor_iterations": 100,
     "floor_repeats": 3,
     "wire_servers": ("uvicorn", "daphne"),
@@ -120,12 +131,16 @@ QUICK = {
     "memory_stacks": ("noauth", "hs256_db", "hs256_token"),
     "memory_connections": 300,
     "profile_handshakes": 300,
-    "sections": ("floors", "inprocess", "wire", "memory"),
+    "sections": ("floors", "inprocess", "instructions", "wire", "memory"),
 }
 FULL = {
     "inprocess_handshakes": 400,
     "inprocess_rounds": 9,
     "inprocess_stacks": ALL_STACKS,
+    "instructions_stacks": ALL_STACKS,
+    "instructions_handshakes": 50,
+    "instructions_perf_handshakes": 1000,
+    "instructions_conn_max_age_60": True,
     "floor_iterations": 400,
     "floor_repeats": 7,
     "wire_servers": ("uvicorn", "daphne"),
@@ -256,7 +271,7 @@ def evaluate_targets(results: dict[str, Any], quick: bool) -> list[dict[str, Any
         data = results.get(section)
         value = None
         if data is not None:
-            if section == "inprocess":
+            if section in ("inprocess", "instructions"):  # instructions: {} when skipped
                 value = data["stacks"].get(stack, {}).get(measure)
             else:
                 value = data["servers"].get(server, {}).get(stack, {}).get(measure)
@@ -320,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, config: dict[str, Any], keys: dict[str, Any]) -> int:
-    from benchmarks import floors, inprocess, memory, profiling, wire
+    from benchmarks import floors, inprocess, instructions, memory, profiling, wire
     from benchmarks.fixtures import prepare_database
     from benchmarks.stacks import build_stacks
 
@@ -352,7 +367,8 @@ def _run(args: argparse.Namespace, config: dict[str, Any], keys: dict[str, Any])
         results[name] = run()
         results["section_seconds"][name] = round(time.perf_counter() - began, 1)
         results["foreign_load"][name] = foreign = meter.stop()
-        if foreign["other_cpus"] > BUSY_CPUS or foreign["steal_cpus"] > BUSY_CPUS:
+        busy = foreign["other_cpus"] > BUSY_CPUS or foreign["steal_cpus"] > BUSY_CPUS
+        if busy and name != "instructions":  # counted instructions do not depend on the load
             print(
                 f"   warning: other processes used {foreign['other_cpus']:.2f} of "
                 f"{os.cpu_count()} CPUs during this section (steal {foreign['steal_cpus']:.2f}):"
@@ -386,6 +402,19 @@ def _run(args: argparse.Namespace, config: dict[str, Any], keys: dict[str, Any])
             warmup=min(50, config["inprocess_handshakes"]),
         ),
         inprocess.render_inprocess,
+    )
+    section(
+        "instructions",
+        lambda: instructions.run_instructions(
+            fixtures,
+            config["instructions_stacks"],
+            handshakes=config["instructions_handshakes"],
+            perf_handshakes=config["instructions_perf_handshakes"],
+            warmup=min(20, config["instructions_handshakes"]),
+            conn_max_age=config["conn_max_age"],
+            conn_max_age_60=config["instructions_conn_max_age_60"],
+        ),
+        instructions.render_instructions,
     )
     section(
         "wire",
