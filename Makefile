@@ -81,9 +81,13 @@ fuzz: install
 		-artifact_prefix=fuzz/findings/verify- fuzz/work/verify fuzz/corpus/verify || status=1; \
 	exit $$status
 
-## stress: 2,000 held connections expiring on time and a 5,000-handshake storm on one uvicorn
+## stress: 2,000 held connections expiring on time and a 5,000-handshake storm on one uvicorn,
+## then the reconnect-storm benchmark with 10,000 clients (figures in benchmarks/.state/)
 stress: install
 	$(BIN)/python -m pytest -m stress tests/stress -p no:cacheprovider -s $(PYTEST_ARGS)
+	$(BIN)/python -m pip install --quiet -r benchmarks/requirements.txt
+	$(BIN)/python -m benchmarks.run --only storm --storm-clients 10000 --storm-rounds 3 \
+		--servers uvicorn --output benchmarks/.state/storm-10000.json
 
 ## lint: ruff (lint + format check), mypy --strict, import-linter (layers point down)
 lint: install
