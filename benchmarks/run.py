@@ -66,7 +66,7 @@ TARGETS = (
         "hs256_db",
         "rate_ratio",
         ">=",
-        0.70,
+        0.75,  # issue 17 (issue 6 asked 0.70)
     ),
     ("RSS, idle sockets, uvicorn, HS256 + database_user", "memory", "uvicorn", "hs256_db",
      "rss_ratio", "<=", 1.10),
