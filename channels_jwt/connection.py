@@ -43,9 +43,9 @@ class JWTConnection:
     ``claims`` is the verified payload, ``source`` where the token came from
     (``"subprotocol"``, ``"query"``, ``"header"``, ``"cookie"`` or ``"message"``),
     ``expires_at`` the token's ``exp`` as an aware UTC ``datetime`` (``None`` without
-    ``exp``). After the middleware
-    itself closed the socket, ``close_code`` and ``close_reason`` say why (servers report
-    different disconnect codes to the application); they are ``None`` otherwise.
+    ``exp``). After the middleware itself closed the socket, ``close_code`` and
+    ``close_reason`` say why (servers report different disconnect codes to the application);
+    they are ``None`` otherwise.
     """
 
     __slots__ = ("_claims", "_close_code", "_close_reason", "_guard", "_source")
