@@ -28,8 +28,8 @@ from tests.processes import free_port, stop, wait_until_listening
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APPLICATION = "tests.stress.asgi_app:application"
-#: Open files each process needs: 2,000 sockets held, 200 handshakes in flight, and slack.
-NEEDED_DESCRIPTORS = 4096
+#: Open files each process needs: 10,000 sockets held, 200 handshakes in flight, and slack.
+NEEDED_DESCRIPTORS = 12288
 ACTIVE_USERS = 20
 _PROC_VALUE = re.compile(r"^(?P<name>[^:]+):\s+(?P<value>\d+)", re.MULTILINE)
 
@@ -117,15 +117,15 @@ def run_setup(directory: Path, *args: str, stdin: str = "") -> Any:
 def descriptor_limit() -> Iterator[int]:
     """Raise this process's open-files limit (the server inherits it); restore it after.
 
-    2,000 held sockets need more than the common default soft limit of 1,024. The hard limit
+    10,000 held sockets need more than the common default soft limit of 1,024. The hard limit
     is the ceiling an unprivileged process may raise to; if even that is too low, the test
     cannot measure what it claims to, so it fails and says how to fix the machine.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < NEEDED_DESCRIPTORS:
         pytest.fail(
-            f"open-files hard limit is {hard}; the load tests need {NEEDED_DESCRIPTORS} "
-            "(raise it as root: `ulimit -Hn 4096`, or in /etc/security/limits.conf)"
+            f"open-files hard limit is {hard}; the load tests need {NEEDED_DESCRIPTORS} (raise"
+            f" it as root: `ulimit -Hn {NEEDED_DESCRIPTORS}`, or in /etc/security/limits.conf)"
         )
     if soft < NEEDED_DESCRIPTORS:
         resource.setrlimit(resource.RLIMIT_NOFILE, (NEEDED_DESCRIPTORS, hard))
