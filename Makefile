@@ -81,7 +81,7 @@ fuzz: install
 		-artifact_prefix=fuzz/findings/verify- fuzz/work/verify fuzz/corpus/verify || status=1; \
 	exit $$status
 
-## stress: 2,000 held connections expiring on time and a 5,000-handshake storm on one uvicorn,
+## stress: 10,000 held connections expiring on time and a 5,000-handshake storm on one uvicorn,
 ## then the reconnect-storm benchmark with 10,000 clients (figures in benchmarks/.state/)
 stress: install
 	$(BIN)/python -m pytest -m stress tests/stress -p no:cacheprovider -s $(PYTEST_ARGS)

@@ -3,7 +3,7 @@
 WebSocket connections go to ``tests.live.asgi_app_guard`` unchanged (``/ws/guard/``: accept,
 send ``{"exp": ...}``, close with 4440 at expiry). An HTTP ``GET /diagnostics`` answers,
 after a full garbage collection, how many objects the collector tracks (by type) and how
-many asyncio tasks exist: the load test compares them before and after 2,000 connections,
+many asyncio tasks exist: the load test compares them before and after 10,000 connections,
 which finds a leak of even one object per connection, far below what the RSS can show.
 """
 
