@@ -29,6 +29,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import datetime, timezone
 from typing import IO, Any
 
@@ -392,7 +393,8 @@ def test_post_message_without_a_token_is_an_error_and_stores_nothing(
 
 def stored(server: ExampleServer, room: str) -> list[str]:
     """The texts stored in ``room``, read from the server's database."""
-    with sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True) as database:
+    # closing(): sqlite3's own context manager ends the transaction, not the connection.
+    with closing(sqlite3.connect(f"file:{server.db_path}?mode=ro", uri=True)) as database:
         rows = database.execute("SELECT text FROM chat_message WHERE room = ?", (room,))
         return [text for (text,) in rows]
 
