@@ -599,14 +599,19 @@ INSTALLATION = DOCS / "installation.md"
 ALICE = {"username": "alice", "password": "alice-password"}
 
 
-@pytest.fixture(scope="module")
-def installation(tmp_path_factory: pytest.TempPathFactory) -> DocsProject:
+def installation_project(directory: Path) -> DocsProject:
     """The page's commands as printed (steps 1 and 6) and its files (steps 2 to 5 and 7)."""
-    project = DocsProject.empty(tmp_path_factory.mktemp("installation"))
+    project = DocsProject.empty(directory)
     project.run_console(INSTALLATION, "django-admin startproject")
     project.write_files(INSTALLATION)
     project.run_console(INSTALLATION, "manage.py migrate")
     return project
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> DocsProject:
+    """The installation page's project."""
+    return installation_project(tmp_path_factory.mktemp("installation"))
 
 
 @pytest.fixture(scope="module")

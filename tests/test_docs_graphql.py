@@ -44,6 +44,7 @@ from tests.test_docs import (
     TIMEOUT,
     DocsProject,
     console_block,
+    installation_project,
     named_blocks,
     token_for,
 )
@@ -75,10 +76,7 @@ def follow_graphql_page(project: DocsProject) -> None:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> DocsProject:
     """The installation page's project (its commands and files), then this page's."""
-    project = DocsProject.empty(tmp_path_factory.mktemp("graphql"))
-    project.run_console(INSTALLATION, "django-admin startproject")
-    project.write_files(INSTALLATION)
-    project.run_console(INSTALLATION, "manage.py migrate")
+    project = installation_project(tmp_path_factory.mktemp("graphql"))
     follow_graphql_page(project)
     return project
 
