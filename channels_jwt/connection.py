@@ -25,6 +25,8 @@ from channels_jwt.exceptions import (
     TokenInvalid,
     TokenRevoked,
 )
+from channels_jwt.expiry import Due, expiry_clock
+from channels_jwt.expiry import cancel as cancel_expiry
 from channels_jwt.handshake import close_code, close_message, naming_marker
 from channels_jwt.live import LiveSubscription
 from channels_jwt.logs import loggable_path
@@ -159,7 +161,7 @@ class ConnectionGuard:
         self._receive = receive
         self._send = send
         self._marker = marker
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Due | None = None
         self._closing: asyncio.Task[None] | None = None
         self._closed = False
         self._accepted = False
@@ -312,16 +314,17 @@ class ConnectionGuard:
         deadline = self._deadline()
         if deadline is None or self._closed:
             return
-        loop = asyncio.get_running_loop()
-        delay = max(0.0, deadline - time.time())
-        self._timer = loop.call_at(loop.time() + delay, self._on_timer)
+        # One loop timer for every connection (channels_jwt.expiry): a handle per socket
+        # would cost memory and instructions for the few distinct whole-second deadlines.
+        self._timer = expiry_clock().add(deadline, self)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
-            self._timer.cancel()
+            cancel_expiry(self._timer, self)
             self._timer = None
 
-    def _on_timer(self) -> None:
+    def expired(self) -> None:
+        """The token's ``exp`` (plus ``LEEWAY``) has passed: close with 4440 (the clock calls)."""
         self._timer = None
         self._closing = asyncio.create_task(self.close(CloseCode.TOKEN_EXPIRED, "token_expired"))
 

@@ -36,6 +36,7 @@ from channels_jwt import (
     adisconnect_user,
 )
 from channels_jwt.connection import ConnectionGuard, JWTConnection
+from channels_jwt.expiry import expiry_clock
 from channels_jwt.live import LiveSubscription
 from channels_jwt.users import token_user
 from tests.harness import (
@@ -129,20 +130,8 @@ async def minimal_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def pending_expiry_timers() -> int:
-    """Timer handles of ``ConnectionGuard._on_timer`` still scheduled on the running loop.
-
-    A cancelled handle stays in ``loop._scheduled`` until the loop drops it, but with its
-    callback cleared, so only live ones match.
-    """
-    loop = asyncio.get_running_loop()
-    scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
-    return sum(
-        1
-        for handle in scheduled
-        if not handle.cancelled()
-        and getattr(handle._callback, "__func__", None)  # type: ignore[attr-defined]
-        is ConnectionGuard._on_timer
-    )
+    """Connections waiting on the running loop's expiry clock."""
+    return len(expiry_clock())
 
 
 def live_objects(kind: type) -> int:

@@ -24,7 +24,7 @@ slow part; ``--no-trace`` leaves them out):
 3. **One connection's objects**: everything reachable from one connection's task (uvicorn's
    ``run_asgi`` and everything it awaits) and not from another connection's, nor from the
    application, by type (``sys.getsizeof``: the objects' own sizes, no allocator overhead),
-   plus named ones: ``scope["jwt"]``, the guard, the claims, the expiry timer, the user, the
+   plus named ones: ``scope["jwt"]``, the guard, the claims, the user, the
    scopes, the copies of the token.
 
 It prints the stacks side by side and writes everything as JSON (``--output``).
@@ -274,12 +274,6 @@ def _one_connection() -> dict[str, Any]:
             named["claims: values"] = sum(sys.getsizeof(value) for value in inner.values())
         elif isinstance(item, ConnectionGuard):
             size("ConnectionGuard", item)
-            timer = item._timer
-            if timer is not None:
-                size("expiry timer (TimerHandle)", timer)
-                callback = [r for r in gc.get_referents(timer) if isinstance(r, types.MethodType)]
-                if callback:
-                    size("expiry timer: bound method _on_timer", callback[0])
             if item._subscription is not None:
                 named["live subscription (deep)"] = _deep(item._subscription, own)
         elif _type_name(item).endswith((".User", "TokenUser")):
