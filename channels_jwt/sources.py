@@ -166,17 +166,18 @@ def _without_subprotocol_header(headers: Headers, *dropped: str | None) -> Heade
     """
     unwanted = {entry for entry in dropped if entry}
     rewritten: Headers = []
-    for name, value in headers:
+    for header in headers:
+        name, value = header
         if name.lower() == b"sec-websocket-protocol":
             kept = [
                 entry
                 for entry in (part.strip() for part in value.decode("latin-1").split(","))
                 if entry and not _names_one_of(entry, unwanted)
             ]
-            if not kept:
-                continue
-            value = ", ".join(kept).encode("latin-1")
-        rewritten.append((name, value))
+            if kept:
+                rewritten.append((name, ", ".join(kept).encode("latin-1")))
+        else:
+            rewritten.append(header)  # the server's own tuple: held for the socket's life
     return rewritten
 
 
@@ -272,13 +273,14 @@ def _bearer_headers(headers: Headers, scheme: str) -> tuple[list[str], Headers]:
     wanted = scheme.lower()
     tokens: list[str] = []
     kept: Headers = []
-    for name, value in headers:
+    for header in headers:
+        name, value = header
         if name.lower() == b"authorization":
             given_scheme, _, credential = value.decode("latin-1").partition(" ")
             if given_scheme.lower() == wanted:
                 tokens.append(credential.strip(" "))
                 continue
-        kept.append((name, value))
+        kept.append(header)
     return tokens, kept
 
 
@@ -317,9 +319,10 @@ def _cookies(parts: CredentialParts, cookie_name: str | None) -> tuple[list[str]
         return [], parts
     values: list[str] = []
     kept: Headers = []
-    for name, value in parts.headers:
+    for header in parts.headers:
+        name, value = header
         if name.lower() != b"cookie":
-            kept.append((name, value))
+            kept.append(header)
             continue
         remaining = []
         for pair in value.decode("latin-1").split(";"):

@@ -12,7 +12,6 @@ token a second time, which costs more than the HMAC it checks.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import re
@@ -107,6 +106,7 @@ class TokenVerifier:
             except UnusableKey as exc:
                 raise ImproperlyConfigured(str(exc)) from exc
             self._hmac_key = self._algorithms[rules.algorithms[0]].prepare_key(secret)
+        self._hmac_keys: tuple[bytes, ...] = () if self._hmac_key is None else (self._hmac_key,)
 
     @classmethod
     def from_config(cls, config: Config, *, require_jti: bool = False) -> TokenVerifier:
@@ -224,8 +224,8 @@ class TokenVerifier:
 
     def _static_keys(self, algorithm: str, kid: str | None) -> Sequence[bytes | PublicKey]:
         rules = self.rules
-        if self._hmac_key is not None:
-            return [self._hmac_key]
+        if self._hmac_keys:
+            return self._hmac_keys
         assert rules.verifying_keys is not None
         return rules.verifying_keys.candidates(algorithm, kid)
 
@@ -233,7 +233,11 @@ class TokenVerifier:
         """Check the signature with the first key that matches; then the claims."""
         if not keys:
             raise TokenInvalid("no configured key matches the token")
-        if not any(self._signed_with(token, key) for key in keys):
+        if len(keys) == 1:
+            signed = self._signed_with(token, keys[0])
+        else:
+            signed = any(self._signed_with(token, key) for key in keys)
+        if not signed:
             raise TokenInvalid("signature verification failed")
         claims = token.claims
         self._check_claims(claims)
@@ -316,8 +320,10 @@ def _base64url(segment: str, part: str) -> bytes:
         raise TokenMalformed(f"{part} is not canonical base64url")
     # Each failure is raised outside its ``except`` block: the decoder's exception holds the
     # token's bytes (``.object``, ``.doc``) and would ride along as ``__context__``.
+    # base64.urlsafe_b64decode's own steps, without its per-call conversions.
+    standard = segment.replace("-", "+").replace("_", "/")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        return binascii.a2b_base64(standard + "=" * (-len(segment) % 4))
     except binascii.Error:
         pass
     raise TokenMalformed(f"{part} is not base64url-encoded")
