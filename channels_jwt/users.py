@@ -26,8 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 from channels.db import database_sync_to_async
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
-from django.db.models import Field
+from django.core.exceptions import EmptyResultSet, ValidationError
+from django.db import connections
+from django.db.models import Field, QuerySet
+from django.db.models.manager import BaseManager
 
 from channels_jwt.coalesce import LoopCoalescers
 from channels_jwt.conf import Config
@@ -37,7 +39,8 @@ from channels_jwt.types import Claims, Scope, read_only
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-    from django.db.models import Model
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.models import Manager, Model
 
 INTEGER_FIELDS = frozenset(
     {
@@ -223,7 +226,7 @@ def _fetch_users_sync(
     """
     manager = user_model._default_manager
     if len(user_ids) == 1:
-        found = list(manager.filter(**{field_name: user_ids[0]})[:2])
+        found = _one_user(manager, field_name, user_ids[0])
         return {user_ids[0]: found[0]} if len(found) == 1 else {}
     matches: dict[Any, list[Any]] = {}
     for start in range(0, len(user_ids), LOOKUP_CHUNK):
@@ -231,6 +234,57 @@ def _fetch_users_sync(
         for user in manager.filter(**{f"{field_name}__in": chunk}):
             matches.setdefault(getattr(user, field_name), []).append(user)
     return {user_id: users[0] for user_id, users in matches.items() if len(users) == 1}
+
+
+#: ``(model, field name, database alias) -> SQL`` of the one-user query, or ``None`` when the
+#: manager's query cannot be reused (see :func:`_one_user`). Written in the database thread.
+_ONE_USER_SQL: dict[tuple[type[Model], str, str], str | None] = {}
+
+
+def _one_user(manager: Manager[Any], field_name: str, user_id: Any) -> list[Any]:
+    """Up to two users whose ``field_name`` is ``user_id``: the query a lone handshake makes.
+
+    Django builds and compiles a QuerySet anew for every evaluation, which costs more than
+    running it. The SQL is the same each time but for the id, so it is compiled once per
+    model, field and database and run with ``raw()`` (Django's connection, cursor, converters
+    and ``from_db`` all the same). Only for a manager whose query is the plain one with that
+    single parameter: a manager with its own ``get_queryset`` or QuerySet class, or filters
+    of its own, always goes through the ORM, which may build a different query each time.
+    """
+    alias = manager.db
+    key = (manager.model, field_name, alias)
+    if key not in _ONE_USER_SQL:
+        try:
+            _ONE_USER_SQL[key] = _reusable_sql(manager, field_name, user_id)
+        except EmptyResultSet:  # an id no row can hold; the next lookup compiles
+            return []
+    sql = _ONE_USER_SQL[key]
+    if sql is None:
+        return list(manager.filter(**{field_name: user_id})[:2])
+    field = manager.model._meta.get_field(field_name)
+    connection = connections[alias]
+    if isinstance(user_id, int) and not _fits_column(field, user_id, connection):
+        return []  # as the ORM's exact lookup: no query, rather than the database's error
+    value = field.get_db_prep_value(user_id, connection, prepared=False)
+    return list(manager.raw(sql, [value]))
+
+
+def _fits_column(field: Any, value: int, connection: BaseDatabaseWrapper) -> bool:
+    """Whether the integer ``value`` fits ``field``'s column on ``connection``."""
+    low, high = connection.ops.integer_field_range(field.get_internal_type())
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def _reusable_sql(manager: Manager[Any], field_name: str, user_id: Any) -> str | None:
+    plain = (
+        type(manager).get_queryset is BaseManager.get_queryset
+        and manager._queryset_class is QuerySet  # type: ignore[attr-defined]
+    )
+    if not plain:
+        return None
+    query = manager.filter(**{field_name: user_id})[:2].query
+    sql, params = query.sql_with_params()
+    return sql if len(params) == 1 else None
 
 
 def batched(
