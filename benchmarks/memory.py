@@ -10,6 +10,13 @@ ones hold a token whose ``exp`` is an hour ahead, so every one has its expiry ti
 and RSS is read again ("loaded", the median of several samples after a pause). The ratio
 compares loaded RSS to the no-auth scenario on the same server; the per-connection delta is
 reported beside it.
+
+The RSS targets are judged at 10,000 idle sockets (``MEMORY_TARGET_CONNECTIONS`` in
+:mod:`benchmarks.run`; the full mode's count, on uvicorn and daphne alike: each server's three
+scenarios take 40-55 s here). Both ends live on this machine, each process holding one
+descriptor per socket: :func:`usable_connections` raises the soft open-file limit to the count
+plus 1,024 (the servers inherit it) and, if the hard limit is lower, holds fewer sockets, which
+the table's title and the targets (then indicative) say.
 """
 
 from __future__ import annotations
@@ -161,9 +168,9 @@ def render_memory(result: dict[str, Any]) -> str:
                     str(entry["failures"]),
                 ]
             )
-    title = f"Server memory with {result['connections']} idle connections"
+    title = f"Server memory with {result['connections']:,} idle connections"
     if result["connections"] < result["requested"]:
-        title += f" (requested {result['requested']}; the open-file limit allows no more)"
+        title += f" (requested {result['requested']:,}; the open-file limit allows no more)"
     return table(
         [
             "server",

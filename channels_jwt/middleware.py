@@ -72,8 +72,10 @@ class JWTAuthMiddleware:
             admitted = await self._admit(scope, receive, send)
             if admitted is None:
                 return
-            # Only this frame stays while the application runs: _admit's locals are gone.
+            # Only this frame stays while the application runs: _admit's locals are gone, and
+            # the tuple too (one per open socket).
             inner_scope, inner_receive, inner_send, guard = admitted
+            del admitted
             try:
                 await self.inner(inner_scope, inner_receive, inner_send)
             finally:
