@@ -546,9 +546,12 @@ FUNCTIONS = {
     "fetch": ("_fetch_users_sync", "channels_jwt/users.py"),
     "connect": ("BaseDatabaseWrapper.connect", "django/db/backends/base/base.py"),
     "iterate": ("ModelIterable.__iter__", "django/db/models/query.py"),
+    # database_user's lone lookup runs its SQL, compiled once, with raw(): the same rows.
+    "iterate_raw": ("RawModelIterable.__iter__", "django/db/models/query.py"),
     "as_sql": ("SQLCompiler.as_sql", "django/db/models/sql/compiler.py"),
     "execute": ("CursorWrapper.execute", "django/db/backends/utils.py"),
     "fetch_rows": ("cursor_iter", "django/db/models/sql/compiler.py"),
+    "fetch_rows_raw": ("CursorWrapper.__iter__", "django/db/backends/utils.py"),
     "schema": ("sqlite3Init", None),
 }
 #: The breakdown's rows: label -> {key: sign}, each key's figure the stack's minus no auth's
@@ -572,13 +575,24 @@ GROUPS: tuple[tuple[str, dict[str, int]], ...] = (
     ("Django: open the connection (connect: sqlite3 open, functions, PRAGMAs)", {"connect": 1}),
     ("SQLite: read the schema (first statement on a new connection)", {"schema": 1}),
     ("Django: close the connection (close_old_connections)", {"close_old": 1}),
-    ("ORM: build the QuerySet (filter, [:2], list)", {"fetch": 1, "iterate": -1}),
+    (
+        "ORM: build the query (raw() with the SQL compiled once; a batch: filter, list)",
+        {"fetch": 1, "iterate": -1, "iterate_raw": -1},
+    ),
     ("ORM: compile the SQL (SQLCompiler.as_sql)", {"as_sql": 1}),
     ("execute: Django's cursor wrapper, SQLite prepare and step", {"execute": 1, "schema": -1}),
-    ("fetch the row", {"fetch_rows": 1}),
+    ("fetch the row", {"fetch_rows": 1, "fetch_rows_raw": 1}),
     (
         "ORM: the row to a User (converters, from_db), cursor()",
-        {"iterate": 1, "as_sql": -1, "connect": -1, "execute": -1, "fetch_rows": -1},
+        {
+            "iterate": 1,
+            "iterate_raw": 1,
+            "as_sql": -1,
+            "connect": -1,
+            "execute": -1,
+            "fetch_rows": -1,
+            "fetch_rows_raw": -1,
+        },
     ),
 )
 
