@@ -106,7 +106,6 @@ class TokenVerifier:
             except UnusableKey as exc:
                 raise ImproperlyConfigured(str(exc)) from exc
             self._hmac_key = self._algorithms[rules.algorithms[0]].prepare_key(secret)
-        self._hmac_keys: tuple[bytes, ...] = () if self._hmac_key is None else (self._hmac_key,)
 
     @classmethod
     def from_config(cls, config: Config, *, require_jti: bool = False) -> TokenVerifier:
@@ -224,8 +223,8 @@ class TokenVerifier:
 
     def _static_keys(self, algorithm: str, kid: str | None) -> Sequence[bytes | PublicKey]:
         rules = self.rules
-        if self._hmac_keys:
-            return self._hmac_keys
+        if self._hmac_key is not None:
+            return [self._hmac_key]
         assert rules.verifying_keys is not None
         return rules.verifying_keys.candidates(algorithm, kid)
 
@@ -233,11 +232,7 @@ class TokenVerifier:
         """Check the signature with the first key that matches; then the claims."""
         if not keys:
             raise TokenInvalid("no configured key matches the token")
-        if len(keys) == 1:
-            signed = self._signed_with(token, keys[0])
-        else:
-            signed = any(self._signed_with(token, key) for key in keys)
-        if not signed:
+        if not any(self._signed_with(token, key) for key in keys):
             raise TokenInvalid("signature verification failed")
         claims = token.claims
         self._check_claims(claims)
