@@ -13,6 +13,8 @@ from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import UserManager
 from django.db import connection
+from django.db.models import QuerySet
+from django.db.models.sql import Query
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 
@@ -112,3 +114,36 @@ def test_an_id_beyond_the_column_is_unknown_without_a_query_before_and_after_the
         assert resolve(user.pk) == user
     assert asked == [0 if beyond > high else 1] * 3
     assert users._ONE_USER_SQL.get((User, "id", "default")) is not None
+
+
+def test_a_manager_with_its_own_queryset_class_goes_through_the_orm(
+    user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Counting(QuerySet[Any]):
+        built = 0
+
+        def _fetch_all(self) -> None:
+            Counting.built += self._result_cache is None  # one per query the ORM runs
+            super()._fetch_all()
+
+    monkeypatch.setattr(UserManager, "_queryset_class", Counting)
+    for _ in range(2):
+        assert resolve(user.pk) == user
+    assert Counting.built == 2
+    assert {(User, "id", "default"): None} == users._ONE_USER_SQL
+
+
+def test_sql_with_other_parameters_than_the_id_is_not_kept(
+    user: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Should Django ever send the LIMIT as a parameter, raw() would be handed too few.
+    compiled = Query.sql_with_params
+
+    def with_limit_parameter(self: Query) -> tuple[str, tuple[Any, ...]]:
+        sql, params = compiled(self)
+        return sql.replace("LIMIT 2", "LIMIT %s"), (*params, 2)
+
+    monkeypatch.setattr(Query, "sql_with_params", with_limit_parameter)
+    assert resolve(user.pk) == user
+    assert {(User, "id", "default"): None} == users._ONE_USER_SQL
+    assert resolve(user.pk) == user
