@@ -177,3 +177,24 @@ def test_each_loop_has_its_own_clock_gone_with_the_loop() -> None:
     del first, first_loop
     gc.collect()
     assert gone() is None
+
+
+async def test_a_superseded_timer_fires_into_nothing() -> None:
+    # A timer armed for a deadline that an earlier one then preceded still fires at its time:
+    # it must neither call anybody nor arm the clock a second time.
+    clock = ExpiryClock()
+    calls: list[tuple[Recorder, float]] = []
+    first, second, last = Recorder(calls), Recorder(calls), Recorder(calls)
+    now = time.time()
+    clock.add(now + 0.1, second)  # timer 1
+    clock.add(now + 0.05, first)  # timer 2; timer 1 superseded
+    clock.add(now + 5, last)
+    await asyncio.sleep(0.3)  # timer 2 fired, armed timer 3 for +0.1; timers 1 and 3 fired
+    assert [item for item, _ in calls] == [first, second]
+    scheduled: list[asyncio.TimerHandle] = asyncio.get_running_loop()._scheduled  # type: ignore[attr-defined]
+    pending = [
+        handle
+        for handle in scheduled
+        if not handle.cancelled() and getattr(handle._callback, "__self__", None) is clock  # type: ignore[attr-defined]
+    ]
+    assert len(pending) == 1  # one timer, for +5 s
