@@ -70,16 +70,8 @@ def _build_routes() -> dict[str, Any]:
     import django
 
     django.setup()
-    from channels.generic.websocket import AsyncWebsocketConsumer
-
+    from benchmarks.stacks import HelloConsumer
     from channels_jwt import JWTAuthMiddlewareStack
-
-    class HelloConsumer(AsyncWebsocketConsumer):  # type: ignore[misc]
-        async def connect(self) -> None:
-            await self.accept()
-            user = self.scope.get("user")
-            authenticated = user is not None and user.is_authenticated
-            await self.send(text_data=f"user:{user.pk if authenticated else '-'}")
 
     consumer = HelloConsumer.as_asgi()
     token_user = {"USER_RESOLVER": "channels_jwt.users.token_user"}
